@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""SM12x compile gate for every Triton kernel config the package can launch.
+
+Each module of `msa_blackwell.triton_kernels` lists its configs in `gate_cases()`.
+Every case is compiled on the CPU for cuda:120 and cuda:121; the PTX goes through
+Triton's Blackwell ptxas with -v. The gate fails when a block needs more than
+101,376 bytes of shared memory, when any register spills, when a case fails to
+compile, or when a `@triton.jit` kernel of a module has no case at all.
+"""
+import argparse
+import importlib
+import pkgutil
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMEM_LIMIT = 101_376
+TARGETS = (120, 121)
+
+
+def ptxas_path():
+    import triton
+
+    bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    for name in ("ptxas-blackwell", "ptxas"):
+        if (bindir / name).exists():
+            return bindir / name
+    raise SystemExit("sm12x_gate: Triton's ptxas not found under " + str(bindir))
+
+
+def collect_cases():
+    sys.path.insert(0, str(ROOT / "torch-ext"))
+    import triton
+
+    import msa_blackwell.triton_kernels as tk
+
+    cases, uncovered = [], []
+    for info in pkgutil.iter_modules(tk.__path__):
+        if info.name == "gate":
+            continue
+        mod = importlib.import_module(f"msa_blackwell.triton_kernels.{info.name}")
+        kernels = {name for name, obj in vars(mod).items()
+                   if isinstance(obj, triton.runtime.jit.JITFunction) and obj.__module__ == mod.__name__}
+        mod_cases = mod.gate_cases() if hasattr(mod, "gate_cases") else []
+        covered = {c.fn.__name__ for c in mod_cases}
+        uncovered += [f"{info.name}.{k}" for k in sorted(kernels - covered)]
+        cases += [(info.name, c) for c in mod_cases]
+    return cases, uncovered
+
+
+def ptxas_report(ptxas, ptx, cap):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "k.ptx"
+        src.write_text(ptx)
+        arch = f"sm_{cap}a" if f".target sm_{cap}a" in ptx else f"sm_{cap}"
+        res = subprocess.run([str(ptxas), f"-arch={arch}", "-v", str(src), "-o", str(Path(tmp) / "k.cubin")],
+                             capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr.strip()[-2000:])
+    text = res.stderr + res.stdout
+    regs = max((int(x) for x in re.findall(r"Used (\d+) registers", text)), default=0)
+    spills = sum(int(a) + int(b) for a, b in re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text))
+    static_smem = max((int(x) for x in re.findall(r"(\d+) bytes smem", text)), default=0)
+    stack = max((int(x) for x in re.findall(r"(\d+) bytes stack frame", text)), default=0)
+    return regs, spills, static_smem, stack
+
+
+def compile_case(case, cap, ptxas):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    src = ASTSource(fn=case.fn, signature=case.signature, constexprs=case.constexprs)
+    kernel = triton.compile(src, target=GPUTarget("cuda", cap, 32),
+                            options={"num_warps": case.num_warps, "num_stages": case.num_stages})
+    regs, spills, static_smem, stack = ptxas_report(ptxas, kernel.asm["ptx"], cap)
+    return {"smem": kernel.metadata.shared + static_smem, "regs": regs, "spills": spills, "stack": stack}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("-k", default="", help="only cases whose name contains this")
+    args = ap.parse_args()
+
+    ptxas = ptxas_path()
+    cases, uncovered = collect_cases()
+    failures = [f"kernel without gate case: {u}" for u in uncovered]
+    rows = []
+    for mod_name, case in cases:
+        if args.k and args.k not in case.name:
+            continue
+        for cap in TARGETS:
+            cfg = f"w{case.num_warps} s{case.num_stages}"
+            try:
+                r = compile_case(case, cap, ptxas)
+            except Exception as e:  # a config that does not compile fails the gate
+                failures.append(f"{case.name} sm_{cap}: compile error: {str(e).splitlines()[-1] if str(e) else e!r}")
+                rows.append((case.name, cfg, cap, "-", "-", "-", "FAIL"))
+                continue
+            bad = []
+            if r["smem"] > SMEM_LIMIT:
+                bad.append(f"smem {r['smem']} > {SMEM_LIMIT}")
+            if r["spills"] or r["stack"]:
+                bad.append(f"spills {r['spills']} B, stack {r['stack']} B")
+            if bad:
+                failures.append(f"{case.name} {cfg} sm_{cap}: " + "; ".join(bad))
+            rows.append((case.name, cfg, cap, r["smem"], r["regs"], r["spills"], "ok" if not bad else "FAIL"))
+
+    print(f"| kernel | config | sm | smem (B) | regs | spill (B) | verdict |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(x) for x in row) + " |")
+    print(f"\nsm12x_gate: {len(rows)} compiles of {len(cases)} cases, {len(failures)} failures")
+    for f in failures:
+        print("FAIL:", f)
+    if not rows and not failures:
+        print("sm12x_gate: no Triton kernel cases found")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Argument checks shared by every public function: each error names the argument."""
+import torch
+
+FP8_DTYPES = (torch.float8_e4m3fn,)
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def check_tensor(name, t, *, dtypes=None, ndim=None, device=None, contiguous=False):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if dtypes is not None and t.dtype not in dtypes:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} must have dtype in ({allowed}), got {str(t.dtype).replace('torch.', '')}")
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
+    if device is not None and t.device != device:
+        raise ValueError(f"{name} must be on {device}, got {t.device}")
+    if contiguous and not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+    return t
+
+
+def check_shape(name, t, shape):
+    """`shape` entries of None match any size."""
+    ok = t.dim() == len(shape) and all(s is None or s == d for s, d in zip(shape, t.shape))
+    if not ok:
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise ValueError(f"{name} must have shape {want}, got {list(t.shape)}")
+    return t
+
+
+def check_int(name, value, *, lo=None, hi=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if lo is not None and value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name} must be <= {hi}, got {value}")
+    return value
+
+
+def check_same_device(**tensors):
+    items = [(n, t) for n, t in tensors.items() if t is not None]
+    if not items:
+        return
+    dev = items[0][1].device
+    for n, t in items[1:]:
+        if t.device != dev:
+            raise ValueError(f"{n} is on {t.device} but {items[0][0]} is on {dev}")
+
+
+def check_int32_metadata(name, t, ndim=1):
+    check_tensor(name, t, dtypes=(torch.int32,), ndim=ndim)
+    return t
+
+
+def check_fp4_scales(name, t, fp4_format, scale_layout, public_shape, num_l, rows):
+    """FP4 block-scale codes in either layout; returns them as a contiguous uint8 view.
+
+    uint8 codes always; NVFP4 also takes float8_e4m3fn. "preordered_mma" storage is
+    (num_l, ceil(rows/128), ceil(groups/4), 32, 4, 4) with groups = public_shape[-1].
+    """
+    dtypes = (torch.uint8, torch.float8_e4m3fn) if fp4_format == "nvfp4" else (torch.uint8,)
+    check_tensor(name, t, dtypes=dtypes, contiguous=True)
+    if scale_layout == "public":
+        check_shape(name, t, public_shape)
+    else:
+        groups = public_shape[-1]
+        check_shape(name, t, (num_l, -(-rows // 128), -(-groups // 4), 32, 4, 4))
+    return t.view(torch.uint8)
