@@ -30,7 +30,7 @@ def environment():
     props = torch.cuda.get_device_properties(0)
     return {
         "card": torch.cuda.get_device_name(0),
-        "capability": "%d.%d" % torch.cuda.get_device_capability(0),
+        "capability": "{}.{}".format(*torch.cuda.get_device_capability(0)),
         "sms": props.multi_processor_count,
         "torch": torch.__version__,
         "triton": triton.__version__,

@@ -59,9 +59,8 @@ def masked_attention(q, k, v, visible, softmax_scale=None, sink=None, lse_temper
     if sink is not None:
         p = p[..., :-1]
     out = torch.einsum("hgqk,khd->qhgd", p, v.float()).reshape(tq, hq, d)
-    if lse_temperature_scale == 1.0:
-        tlse = lse
-    else:
-        tlse = torch.logsumexp(s / lse_temperature_scale, dim=-1)
     to_rows = lambda x: x.permute(2, 0, 1).reshape(tq, hq)  # noqa: E731
-    return out, to_rows(lse), to_rows(tlse)
+    lse_rows = to_rows(lse)
+    if lse_temperature_scale == 1.0:
+        return out, lse_rows, lse_rows
+    return out, lse_rows, to_rows(torch.logsumexp(s / lse_temperature_scale, dim=-1))

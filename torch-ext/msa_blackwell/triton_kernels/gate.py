@@ -15,3 +15,6 @@ class GateCase:
     constexprs: dict = field(default_factory=dict)  # constexpr argument -> value
     num_warps: int = 4
     num_stages: int = 2
+    # Integer arguments the launcher guarantees divisible by 16 (validated strides):
+    # Triton specialises them at launch, as it does every 16-byte-aligned pointer.
+    aligned_ints: tuple = ()

@@ -1,0 +1,409 @@
+"""Sparse (and dense) paged decode: `sparse_decode_atten_func` and its plan/run wrapper.
+
+Duplicated block ids in `q2k_indices` are deduplicated in the kernel (set semantics);
+`-1` and ids past the request's last block are skipped; page-table entries outside the
+cache are skipped. Workspace for split-K partials (`O_partial [S, rows, Hq, D]` and
+`LSE_partial [S, rows, Hq]`, fp32) is allocated per call by the functional API (the
+caching allocator makes that cheap) and once in `plan` by the wrapper.
+"""
+import math
+from typing import Optional
+
+import torch
+from torch.library import triton_op, wrap_triton
+
+from ._backend import add_op_namespace_prefix, use_triton
+from ._checks import FP8_DTYPES, HALF_DTYPES, check_int, check_int32_metadata, check_same_device, check_shape, \
+    check_tensor
+from .reference.attention import default_scale
+from .reference.decode import sparse_decode_reference
+from .triton_kernels import decode as kernels
+
+LOG2E = 1.4426950408889634
+MAX_SPLITS = 64
+MAX_TOPK = kernels.TOPK_P2
+SUPPORTED_HEAD_DIMS = (64, 128)
+SUPPORTED_BLK_KV = (64, 128, 256)
+_INTERPRETER_SM_COUNT = 8  # lets interpreter tests exercise the split path on small grids
+_sm_counts = {}
+
+
+def _sm_count(device):
+    if device.type != "cuda":
+        return _INTERPRETER_SM_COUNT
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _sm_counts:
+        _sm_counts[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _sm_counts[index]
+
+
+def out_dtype_for(q_dtype):
+    return torch.bfloat16 if q_dtype in FP8_DTYPES else q_dtype
+
+
+def head_blocks(num_kv_heads, group):
+    """Programs per query row along the head axis: one per KV head and head chunk."""
+    block_g = kernels.block_g_for(group)
+    return num_kv_heads * math.ceil(group / block_g)
+
+
+def choose_num_splits(programs, work_items, sm_count, *, max_splits=MAX_SPLITS, max_grid_size=None):
+    """Split only when the (row, head) grid leaves SMs idle; aim for ~2 programs per SM.
+
+    `work_items` = selected-block slots (sparse) or KV tiles (dense) one program walks.
+    Splits are rounded so every split gets the same number of slots.
+    """
+    if programs <= 0 or work_items <= 1 or programs >= sm_count:
+        splits = 1
+    else:
+        splits = min(math.ceil(2 * sm_count / programs), work_items, max_splits)
+    if max_grid_size is not None and max_grid_size > 0:
+        splits = max(1, min(splits, max_grid_size // max(programs, 1)))
+    per_split = math.ceil(work_items / splits) if work_items > 0 else 1
+    return max(1, math.ceil(work_items / per_split)) if work_items > 0 else 1
+
+
+def workspace_bytes(num_splits, rows, num_heads_q, head_dim):
+    if num_splits <= 1:
+        return 0
+    return num_splits * rows * num_heads_q * (head_dim + 1) * 4
+
+
+@triton_op(add_op_namespace_prefix("sparse_decode_fwd"), mutates_args={"out", "lse", "o_partial", "lse_partial"})
+def sparse_decode_fwd(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q2k_indices: Optional[torch.Tensor], seqused_k: torch.Tensor,
+    table: torch.Tensor, req_rows: Optional[torch.Tensor], sink: Optional[torch.Tensor],
+    k_scale: Optional[torch.Tensor], v_scale: Optional[torch.Tensor], out: torch.Tensor, lse: torch.Tensor,
+    o_partial: Optional[torch.Tensor], lse_partial: Optional[torch.Tensor],
+    seqlen_q: int, blk_kv: int, causal: bool, softmax_scale: float, num_splits: int,
+) -> None:
+    """Launch: `req_rows is None` selects the paged layout (`table` = page_table), else the
+    token-slot layout (`table` = req_to_token, `req_rows` = slot_ids as int32)."""
+    rows, num_heads_q, head_dim = q.shape
+    paged = req_rows is None
+    num_kv_heads = k.shape[1]
+    group = num_heads_q // num_kv_heads
+    block_g = kernels.block_g_for(group)
+    split = num_splits > 1
+    qk_scale_log2 = softmax_scale * LOG2E
+    if paged:
+        k_strides = (k.stride(0), k.stride(1), k.stride(2))
+        v_strides = (v.stride(0), v.stride(1), v.stride(2))
+    else:
+        k_strides = (k.stride(0), k.stride(1), 0)
+        v_strides = (v.stride(0), v.stride(1), 0)
+    topk = 0 if q2k_indices is None else q2k_indices.shape[2]
+    idx_strides = (0, 0) if q2k_indices is None else (q2k_indices.stride(0), q2k_indices.stride(1))
+    grid = (rows, head_blocks(num_kv_heads, group), num_splits)
+    wrap_triton(kernels.sparse_decode_kernel)[grid](
+        q, k, v, seqused_k if q2k_indices is None else q2k_indices, seqused_k, table,
+        seqused_k if paged else req_rows,
+        lse if sink is None else sink, lse if k_scale is None else k_scale, lse if v_scale is None else v_scale,
+        out, lse, o_partial if split else lse, lse_partial if split else lse,
+        qk_scale_log2,
+        rows, seqlen_q, num_heads_q, group, topk, blk_kv, num_splits,
+        k.shape[0], table.shape[1], table.shape[0],
+        q.stride(0), q.stride(1),
+        *k_strides, *v_strides, *idx_strides,
+        table.stride(0),
+        int(causal), int(sink is not None and not split), int(k_scale is not None), int(v_scale is not None),
+        HEAD_DIM=head_dim, BLOCK_G=block_g, BLOCK_N=kernels.BLOCK_N, TOPK_P2=kernels.TOPK_P2,
+        PAGED=paged, SPARSE=q2k_indices is not None,
+        num_warps=kernels.num_warps_for(block_g), num_stages=kernels.NUM_STAGES,
+    )
+    if split:
+        wrap_triton(kernels.split_merge_kernel)[(rows, num_heads_q)](
+            o_partial, lse_partial, q, lse if sink is None else sink, out, lse,
+            qk_scale_log2, rows, num_heads_q, num_splits, q.stride(0), q.stride(1), int(sink is not None),
+            HEAD_DIM=head_dim, BLOCK_S=kernels.MERGE_BLOCK_S, num_warps=4, num_stages=1,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def check_decode_q(q):
+    check_tensor("q", q, dtypes=HALF_DTYPES + FP8_DTYPES, ndim=3)
+    if q.shape[2] not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(f"q head dim must be one of {SUPPORTED_HEAD_DIMS}, got {q.shape[2]}")
+    if q.stride(2) != 1:
+        raise ValueError("q must be contiguous in its last dim")
+
+
+def check_kv_dtype(name, t, q):
+    allowed = FP8_DTYPES if q.dtype in FP8_DTYPES else (q.dtype,) + FP8_DTYPES
+    check_tensor(name, t, dtypes=allowed)
+    if t.stride(-1) != 1:
+        raise ValueError(f"{name} must be contiguous in its last dim")
+    # The kernel promises 16-element-aligned rows to the compiler (16-byte vector loads).
+    if any(st % 16 for st in t.stride()[:-1]):
+        raise ValueError(f"{name} strides must be multiples of 16 elements, got {t.stride()}")
+
+
+def check_scale(name, t, device):
+    if t is None:
+        return None
+    check_tensor(name, t, dtypes=(torch.float32,), device=device)
+    if t.numel() != 1:
+        raise ValueError(f"{name} must hold exactly one element, got shape {list(t.shape)}")
+    return t.reshape(1)
+
+
+def check_selection(name, t, num_kv_heads, rows, device):
+    if t is None:
+        return None
+    check_int32_metadata(name, t, ndim=3)
+    check_tensor(name, t, device=device)
+    check_shape(name, t, (num_kv_heads, rows, None))
+    check_int(name + ".shape[2] (topK)", t.shape[2], lo=1, hi=MAX_TOPK)
+    if t.stride(2) != 1:
+        raise ValueError(f"{name} must be contiguous in its last dim")
+    return t
+
+
+def check_paged_metadata(page_table, seqused_k, device):
+    check_int32_metadata("seqused_k", seqused_k, ndim=1)
+    check_int32_metadata("page_table", page_table, ndim=2)
+    check_same_device(page_table=page_table, seqused_k=seqused_k)
+    if device is not None:
+        check_tensor("page_table", page_table, device=device)
+    check_shape("page_table", page_table, (seqused_k.shape[0], None))
+    if page_table.stride(1) != 1:
+        raise ValueError("page_table must be contiguous in its last dim")
+
+
+def check_output(name, t, shape, dtype, device):
+    if t is None:
+        return None
+    check_tensor(name, t, dtypes=(dtype,), device=device, contiguous=True)
+    check_shape(name, t, shape)
+    return t
+
+
+def check_partials(o_partial, lse_partial, rows, num_heads_q, head_dim, device):
+    if (o_partial is None) != (lse_partial is None):
+        raise ValueError("O_partial and LSE_partial must be given together")
+    if o_partial is None:
+        return None
+    check_tensor("O_partial", o_partial, dtypes=(torch.float32,), device=device, contiguous=True)
+    check_tensor("LSE_partial", lse_partial, dtypes=(torch.float32,), device=device, contiguous=True)
+    check_shape("O_partial", o_partial, (None, rows, num_heads_q, head_dim))
+    check_shape("LSE_partial", lse_partial, (o_partial.shape[0], rows, num_heads_q))
+    if o_partial.shape[0] < 1:
+        raise ValueError("O_partial must hold at least one split")
+    return o_partial.shape[0]
+
+
+def _finish(out, lse, return_softmax_lse):
+    return (out, lse) if return_softmax_lse else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def sparse_decode_atten_func(q, k, v, q2k_indices=None, *, page_table, seqused_k, seqlen_q, max_seqlen_k, blk_kv=128,
+                             causal=True, softmax_scale=None, return_softmax_lse=False, schedule=None, O_partial=None,
+                             LSE_partial=None, k_scale=None, v_scale=None, out=None):
+    """Paged sparse decode (dense over all visible tokens when `q2k_indices is None`).
+
+    q [B*seqlen_q, Hq, D]; k, v [num_pages, Hkv, blk_kv, D]; page_table [B, max_pages];
+    seqused_k [B] (KV length including the new tokens); q2k_indices [Hkv, B*seqlen_q, topK].
+    `schedule` is accepted and unused (the split is chosen from the grid size).
+    `O_partial [S, rows, Hq, D]` / `LSE_partial [S, rows, Hq]` (fp32) cap the split count at S.
+    Returns out (BF16 for FP8 q, else q.dtype) or (out, lse fp32 [B*seqlen_q, Hq]).
+    """
+    del schedule
+    check_decode_q(q)
+    rows, num_heads_q, head_dim = q.shape
+    check_tensor("k", k, ndim=4)
+    check_tensor("v", v, ndim=4)
+    check_kv_dtype("k", k, q)
+    check_kv_dtype("v", v, q)
+    if v.dtype != k.dtype:
+        raise TypeError(f"v must have the dtype of k ({k.dtype}), got {v.dtype}")
+    check_same_device(q=q, k=k, v=v, page_table=page_table, seqused_k=seqused_k)
+    check_int("blk_kv", blk_kv)
+    if blk_kv not in SUPPORTED_BLK_KV:
+        raise ValueError(f"blk_kv must be one of {SUPPORTED_BLK_KV}, got {blk_kv}")
+    check_shape("k", k, (None, None, blk_kv, head_dim))
+    check_shape("v", v, tuple(k.shape))
+    num_kv_heads = k.shape[1]
+    if num_kv_heads < 1 or num_heads_q % num_kv_heads:
+        raise ValueError(f"q heads ({num_heads_q}) must be a multiple of the KV heads ({num_kv_heads})")
+    check_paged_metadata(page_table, seqused_k, q.device)
+    batch = seqused_k.shape[0]
+    check_int("seqlen_q", seqlen_q, lo=1)
+    if rows != batch * seqlen_q:
+        raise ValueError(f"q.shape[0] must be B*seqlen_q = {batch}*{seqlen_q}, got {rows}")
+    check_int("max_seqlen_k", max_seqlen_k, lo=0)
+    q2k_indices = check_selection("q2k_indices", q2k_indices, num_kv_heads, rows, q.device)
+    k_scale = check_scale("k_scale", k_scale, q.device)
+    v_scale = check_scale("v_scale", v_scale, q.device)
+    odt = out_dtype_for(q.dtype)
+    check_output("out", out, (rows, num_heads_q, head_dim), odt, q.device)
+    max_splits = check_partials(O_partial, LSE_partial, rows, num_heads_q, head_dim, q.device)
+    scale = default_scale(head_dim, softmax_scale)
+
+    if not use_triton(q):
+        ref_out, ref_lse = sparse_decode_reference(q, k, v, q2k_indices, page_table, seqused_k, seqlen_q, blk_kv,
+                                                   causal=causal, softmax_scale=scale, k_scale=k_scale,
+                                                   v_scale=v_scale)
+        if out is None:
+            out = ref_out.to(odt)
+        else:
+            out.copy_(ref_out)
+        return _finish(out, ref_lse, return_softmax_lse)
+
+    out = torch.empty(rows, num_heads_q, head_dim, dtype=odt, device=q.device) if out is None else out
+    lse = torch.empty(rows, num_heads_q, dtype=torch.float32, device=q.device)
+    if rows == 0:
+        return _finish(out, lse, return_softmax_lse)
+    work = q2k_indices.shape[2] if q2k_indices is not None else math.ceil(max_seqlen_k / kernels.BLOCK_N)
+    num_splits = choose_num_splits(rows * head_blocks(num_kv_heads, num_heads_q // num_kv_heads), work,
+                                   _sm_count(q.device), max_splits=max_splits or MAX_SPLITS)
+    if num_splits > 1 and O_partial is None:
+        O_partial = torch.empty(num_splits, rows, num_heads_q, head_dim, dtype=torch.float32, device=q.device)
+        LSE_partial = torch.empty(num_splits, rows, num_heads_q, dtype=torch.float32, device=q.device)
+    sparse_decode_fwd(q, k, v, q2k_indices, seqused_k, page_table, None, None, k_scale, v_scale, out, lse,
+                      O_partial if num_splits > 1 else None, LSE_partial if num_splits > 1 else None,
+                      seqlen_q, blk_kv, bool(causal), scale, num_splits)
+    return _finish(out, lse, return_softmax_lse)
+
+
+class SparseDecodePagedAttentionWrapper:
+    """Plan once (host work + workspace), run many times (no host sync; CUDA-graph capturable).
+
+    The planned `page_table`, `seqused_k` and `q2k_indices` tensors are read at every run,
+    so their values may change in place between runs (or graph replays); their shapes may not.
+    Pass `num_qo_heads` (and `num_kv_heads` for dense decode) to plan so the workspace is
+    allocated there; otherwise it is allocated at the first run (do that run before capture).
+    """
+
+    def __init__(self, *, blk_kv=128, causal=True):
+        check_int("blk_kv", blk_kv)
+        if blk_kv not in SUPPORTED_BLK_KV:
+            raise ValueError(f"blk_kv must be one of {SUPPORTED_BLK_KV}, got {blk_kv}")
+        self.blk_kv = blk_kv
+        self.causal = bool(causal)
+        self._planned = False
+
+    def plan(self, *, page_table, seqused_k, seqlen_q, max_seqlen_k, q2k_indices=None, num_qo_heads=None,
+             num_kv_heads=None, head_dim=128, enable_cuda_graph=False, max_grid_size=None, fixed_split_size=None,
+             disable_split_kv=False):
+        del enable_cuda_graph  # every plan is graph-ready
+        check_paged_metadata(page_table, seqused_k, None)
+        device = seqused_k.device
+        check_int("seqlen_q", seqlen_q, lo=1)
+        check_int("max_seqlen_k", max_seqlen_k, lo=0)
+        check_int("head_dim", head_dim)
+        if head_dim not in SUPPORTED_HEAD_DIMS:
+            raise ValueError(f"head_dim must be one of {SUPPORTED_HEAD_DIMS}, got {head_dim}")
+        rows = seqused_k.shape[0] * seqlen_q
+        if q2k_indices is not None:
+            if num_kv_heads is None:
+                num_kv_heads = q2k_indices.shape[0] if isinstance(q2k_indices, torch.Tensor) else None
+            check_int("num_kv_heads", num_kv_heads, lo=1)
+            check_selection("q2k_indices", q2k_indices, num_kv_heads, rows, device)
+        if num_kv_heads is not None:
+            check_int("num_kv_heads", num_kv_heads, lo=1)
+        if num_qo_heads is not None:
+            check_int("num_qo_heads", num_qo_heads, lo=1)
+            if num_kv_heads is not None and num_qo_heads % num_kv_heads:
+                raise ValueError(f"num_qo_heads ({num_qo_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
+        if fixed_split_size is not None:
+            check_int("fixed_split_size", fixed_split_size, lo=1)
+        if max_grid_size is not None:
+            check_int("max_grid_size", max_grid_size, lo=1)
+        self.page_table = page_table
+        self.seqused_k = seqused_k
+        self.q2k_indices = q2k_indices
+        self.seqlen_q = seqlen_q
+        self.max_seqlen_k = max_seqlen_k
+        self.rows = rows
+        self.head_dim = head_dim
+        self.num_qo_heads = num_qo_heads
+        self.num_kv_heads = num_kv_heads
+        self._split_options = (max_grid_size, fixed_split_size, bool(disable_split_kv))
+        self.num_splits = None
+        self.o_partial = self.lse_partial = self.lse_buffer = None
+        self._planned = True
+        if num_qo_heads is not None and num_kv_heads is not None:
+            self._allocate(num_qo_heads, num_kv_heads, device)
+        return self
+
+    def _allocate(self, num_qo_heads, num_kv_heads, device):
+        max_grid_size, fixed_split_size, disable_split_kv = self._split_options
+        if self.q2k_indices is not None:
+            work, slots_per_block = self.q2k_indices.shape[2], 1
+        else:
+            work = math.ceil(self.max_seqlen_k / kernels.BLOCK_N)
+            slots_per_block = self.blk_kv // kernels.BLOCK_N
+        programs = self.rows * head_blocks(num_kv_heads, num_qo_heads // num_kv_heads)
+        if disable_split_kv or work == 0:
+            splits = 1
+        elif fixed_split_size is not None:
+            per_split = fixed_split_size * slots_per_block
+            splits = min(math.ceil(work / per_split), MAX_SPLITS)
+        else:
+            splits = choose_num_splits(programs, work, _sm_count(device), max_grid_size=max_grid_size)
+        if max_grid_size is not None:
+            splits = max(1, min(splits, max_grid_size // max(programs, 1)))
+        self.num_qo_heads, self.num_kv_heads, self.num_splits = num_qo_heads, num_kv_heads, splits
+        self.lse_buffer = torch.empty(self.rows, num_qo_heads, dtype=torch.float32, device=device)
+        if splits > 1:
+            self.o_partial = torch.empty(splits, self.rows, num_qo_heads, self.head_dim, dtype=torch.float32,
+                                         device=device)
+            self.lse_partial = torch.empty(splits, self.rows, num_qo_heads, dtype=torch.float32, device=device)
+
+    @property
+    def workspace_bytes(self):
+        if not self._planned or self.num_splits is None:
+            return 0
+        return workspace_bytes(self.num_splits, self.rows, self.num_qo_heads, self.head_dim)
+
+    def run(self, q, k, v, *, softmax_scale=None, return_softmax_lse=False, out=None, lse=None,
+            k_scale=None, v_scale=None):
+        if not self._planned:
+            raise RuntimeError("SparseDecodePagedAttentionWrapper.run() called before plan()")
+        check_decode_q(q)
+        rows, num_heads_q, head_dim = q.shape
+        if rows != self.rows or head_dim != self.head_dim:
+            raise ValueError(f"q must have shape [{self.rows}, Hq, {self.head_dim}] as planned, got {list(q.shape)}")
+        check_tensor("k", k, ndim=4)
+        check_kv_dtype("k", k, q)
+        check_kv_dtype("v", v, q)
+        if v.dtype != k.dtype:
+            raise TypeError(f"v must have the dtype of k ({k.dtype}), got {v.dtype}")
+        check_shape("k", k, (None, None, self.blk_kv, head_dim))
+        check_shape("v", v, tuple(k.shape))
+        check_same_device(q=q, k=k, v=v, seqused_k=self.seqused_k)
+        num_kv_heads = k.shape[1]
+        if num_heads_q % num_kv_heads:
+            raise ValueError(f"q heads ({num_heads_q}) must be a multiple of the KV heads ({num_kv_heads})")
+        if self.num_splits is None:
+            self._allocate(num_heads_q, num_kv_heads, q.device)
+        elif num_heads_q != self.num_qo_heads or num_kv_heads != self.num_kv_heads:
+            raise ValueError(f"q/k heads ({num_heads_q}/{num_kv_heads}) differ from the planned "
+                             f"({self.num_qo_heads}/{self.num_kv_heads})")
+        odt = out_dtype_for(q.dtype)
+        check_output("out", out, (rows, num_heads_q, head_dim), odt, q.device)
+        check_output("lse", lse, (rows, num_heads_q), torch.float32, q.device)
+        k_scale = check_scale("k_scale", k_scale, q.device)
+        v_scale = check_scale("v_scale", v_scale, q.device)
+        scale = default_scale(head_dim, softmax_scale)
+        if not use_triton(q):
+            ref_out, ref_lse = sparse_decode_reference(q, k, v, self.q2k_indices, self.page_table, self.seqused_k,
+                                                       self.seqlen_q, self.blk_kv, causal=self.causal,
+                                                       softmax_scale=scale, k_scale=k_scale, v_scale=v_scale)
+            out = ref_out.to(odt) if out is None else out.copy_(ref_out)
+            lse = ref_lse if lse is None else lse.copy_(ref_lse)
+            return _finish(out, lse, return_softmax_lse)
+        out = torch.empty(rows, num_heads_q, head_dim, dtype=odt, device=q.device) if out is None else out
+        lse = self.lse_buffer if lse is None else lse
+        if rows:
+            sparse_decode_fwd(q, k, v, self.q2k_indices, self.seqused_k, self.page_table, None, None, k_scale,
+                              v_scale, out, lse, self.o_partial, self.lse_partial, self.seqlen_q, self.blk_kv,
+                              self.causal, scale, self.num_splits)
+        return _finish(out, lse, return_softmax_lse)

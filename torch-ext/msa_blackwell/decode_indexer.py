@@ -1,0 +1,211 @@
+"""FlashRT decode indexer: `flash_decode_with_topk_idx` and its reference `naive_flash_decode_with_topk_idx`.
+
+Semantics chosen where upstream is silent:
+- `q [B, H_idx, D]` are the index query heads (one decode token per request); `k_cache/v_cache
+  [max_slots, Hkv_idx, D]` the index K/V in the token-slot layout (`req_to_token`, `slot_ids`,
+  `seq_lens`); `H_idx % Hkv_idx == 0`. Request b sees positions `[0, seq_lens[b])`.
+- Block score = max over the block's tokens of the raw `q·k` (times `k_scale` for FP8 caches);
+  `score_type` "max" is the only one.
+- Selection per index head: blocks `[0, init_blocks)` and the last `local_blocks` of the
+  request are always kept, the rest of `topk` go to the best scores. Result `[H_idx, B, topk]`
+  int32: descending score with the forced blocks first (ascending id), `-1` right padding.
+- `o` (unless `disable_index_value`): each index head's attention (softmax scale `sm_scale`,
+  optional `sink [H_idx, D]`) over the tokens of its own selected blocks, or over every visible
+  token with `use_dense_main_attn=True`; `[B, H_idx, D]` (BF16 for FP8 inputs).
+- `max_seqlen` bounds `seq_lens` and sets the score width `ceil(max_seqlen / block_size)`.
+- `page_size` only tells that slots of a page are contiguous; `req_to_token` is read per token
+  either way. `use_tma` is accepted and ignored.
+"""
+import math
+
+import torch
+from torch.library import triton_op, wrap_triton
+
+from ._backend import add_op_namespace_prefix, use_triton
+from ._checks import FP8_DTYPES, HALF_DTYPES, check_int, check_same_device, check_shape, check_tensor
+from .indexer import dot_dtype_for
+from .reference.decode import token_slot_decode_reference
+from .reference.indexer import decode_block_scores_reference
+from .reference.topk import native_topk_from_scores as native_topk_reference
+from .triton_kernels import indexer as kernels
+
+_INT_DTYPES = (torch.int32, torch.int64)
+_sm_counts = {}
+
+
+def _num_sms(device):
+    if device.type != "cuda":
+        return 1
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _sm_counts:
+        _sm_counts[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _sm_counts[index]
+
+
+@triton_op(add_op_namespace_prefix("decode_index_block_scores"), mutates_args=())
+def _decode_block_scores_op(
+    q: torch.Tensor, k_cache: torch.Tensor, req_to_token: torch.Tensor, slot_ids: torch.Tensor,
+    seq_lens: torch.Tensor, block_size: int, max_blocks: int, k_scale: float,
+) -> torch.Tensor:
+    out = torch.empty((q.shape[1], q.shape[0], max_blocks), dtype=torch.float32, device=q.device)
+    if q.shape[0] == 0 or max_blocks == 0:
+        return out
+    half = torch.float16 if q.dtype == torch.float16 else torch.bfloat16
+    kernels.launch_decode_block_scores(wrap_triton, q, k_cache, req_to_token, slot_ids, seq_lens, out, block_size,
+                                       k_scale, dot_dtype_for(q, half), _num_sms(q.device))
+    return out
+
+
+def _check_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size, topk,
+                init_blocks, local_blocks, score_type, disable_index_value, page_size):
+    check_tensor("q", q, dtypes=HALF_DTYPES, ndim=3)
+    batch, hq, d = q.shape
+    if q.stride(2) != 1:
+        raise ValueError("q must have a contiguous last dim")
+    if d not in (16, 32, 64, 128, 256):
+        raise ValueError(f"q head dim must be a power of two in 16..256, got {d}")
+    check_tensor("k_cache", k_cache, dtypes=(q.dtype,) + FP8_DTYPES, ndim=3)
+    check_shape("k_cache", k_cache, (None, None, d))
+    if k_cache.stride(2) != 1:
+        raise ValueError("k_cache must have a contiguous last dim")
+    if k_cache.shape[1] == 0 or hq % k_cache.shape[1]:
+        raise ValueError(f"q heads ({hq}) must be a multiple of k_cache heads ({k_cache.shape[1]})")
+    if not disable_index_value:
+        check_tensor("v_cache", v_cache, dtypes=(k_cache.dtype,), ndim=3)
+        check_shape("v_cache", v_cache, tuple(k_cache.shape))
+    if sink is not None:
+        check_tensor("sink", sink, dtypes=(torch.bfloat16, torch.float16, torch.float32), ndim=2)
+        check_shape("sink", sink, (hq, d))
+    check_tensor("req_to_token", req_to_token, dtypes=(torch.int32,), ndim=2)
+    if req_to_token.stride(1) != 1:
+        raise ValueError("req_to_token must be contiguous in its last dim")
+    check_tensor("seq_lens", seq_lens, dtypes=_INT_DTYPES, ndim=1)
+    check_tensor("slot_ids", slot_ids, dtypes=_INT_DTYPES, ndim=1)
+    check_shape("seq_lens", seq_lens, (batch,))
+    check_shape("slot_ids", slot_ids, (batch,))
+    check_int("max_seqlen", max_seqlen, lo=0)
+    check_int("block_size", block_size, lo=1)
+    check_int("topk", topk, lo=1)
+    check_int("init_blocks", init_blocks, lo=0)
+    check_int("local_blocks", local_blocks, lo=0)
+    check_int("page_size", page_size, lo=1)
+    if init_blocks + local_blocks > topk:
+        raise ValueError(f"init_blocks + local_blocks ({init_blocks + local_blocks}) must be <= topk ({topk})")
+    if score_type != "max":
+        raise ValueError(f"score_type must be 'max', got {score_type!r}")
+    check_same_device(q=q, sink=sink, k_cache=k_cache, v_cache=None if disable_index_value else v_cache,
+                      req_to_token=req_to_token, seq_lens=seq_lens, slot_ids=slot_ids)
+
+
+def _scale_value(name, value):
+    if value is None:
+        return 1.0
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar or 1-element tensor")
+        return float(value.reshape(-1)[0].item())
+    return float(value)
+
+
+def force_blocks(scores, seq_lens, block_size, init_blocks, local_blocks):
+    """+inf for the always-kept blocks: the first init_blocks and the last local_blocks of each request."""
+    max_blocks = scores.shape[2]
+    nb = torch.div(seq_lens.to(scores.device).long().clamp(min=0) + block_size - 1, block_size,
+                   rounding_mode="floor").view(1, -1, 1)
+    ids = torch.arange(max_blocks, device=scores.device).view(1, 1, -1)
+    forced = ((ids < init_blocks) | (ids >= nb - local_blocks)) & (ids < nb)
+    return torch.where(forced, torch.full_like(scores, math.inf), scores)
+
+
+def _index_value(attend, q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx, scale,
+                 k_scale, v_scale):
+    """Attention of each index head over its own selection: heads of one K head are spread over
+    zero-stride views of that head so each gets its own row of topk_idx (no cache copy)."""
+    hkv = k_cache.shape[1]
+    group = q.shape[1] // hkv
+    if topk_idx is None or group == 1:
+        return attend(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx, scale,
+                      k_scale, v_scale)
+    outs = []
+    for g in range(hkv):
+        heads = slice(g * group, (g + 1) * group)
+        outs.append(attend(
+            q[:, heads], None if sink is None else sink[heads],
+            k_cache[:, g : g + 1].expand(-1, group, -1), v_cache[:, g : g + 1].expand(-1, group, -1),
+            req_to_token, seq_lens, slot_ids, block_size, topk_idx[heads], scale, k_scale, v_scale))
+    return torch.cat(outs, dim=1)
+
+
+def _fast_attend(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx, scale, k_scale,
+                 v_scale):
+    from .flashrt import token_slot_decode
+
+    return token_slot_decode(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx,
+                             scale, k_scale=k_scale, v_scale=v_scale)
+
+
+def _reference_attend(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx, scale,
+                      k_scale, v_scale):
+    out, _ = token_slot_decode_reference(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size,
+                                         topk_idx, scale, k_scale=k_scale, v_scale=v_scale)
+    return out.to(torch.bfloat16 if q.dtype in FP8_DTYPES else q.dtype)
+
+
+def _scale_tensor(value, device):
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    return torch.tensor([float(value)], dtype=torch.float32, device=device)
+
+
+def _decode_indexer(fast, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size, topk,
+                    init_blocks, local_blocks, sm_scale, score_type, disable_index_value, use_dense_main_attn,
+                    page_size, k_scale, v_scale):
+    _check_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size, topk,
+                init_blocks, local_blocks, score_type, disable_index_value, page_size)
+    fp8 = k_cache.dtype in FP8_DTYPES
+    ks = _scale_value("k_scale", k_scale) if fp8 else 1.0
+    max_blocks = -(-max_seqlen // block_size)
+    if fast:
+        if block_size & (block_size - 1) or block_size < 16:
+            raise ValueError(f"block_size must be a power of two >= 16 for the Triton path, got {block_size}")
+        scores = _decode_block_scores_op(q, k_cache, req_to_token, slot_ids, seq_lens, block_size, max_blocks, ks)
+        from .topk import native_topk_from_scores
+    else:
+        scores = decode_block_scores_reference(q, k_cache, req_to_token, seq_lens, slot_ids, block_size, max_blocks,
+                                               ks)
+        native_topk_from_scores = native_topk_reference
+    scores = force_blocks(scores, seq_lens, block_size, init_blocks, local_blocks)
+    topk_idx = native_topk_from_scores(scores, seq_lens, block_size, topk)
+    o = None
+    if not disable_index_value:
+        scale = q.shape[2] ** -0.5 if sm_scale is None else float(sm_scale)
+        attend = _fast_attend if fast else _reference_attend
+        o = _index_value(attend, q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size,
+                         None if use_dense_main_attn else topk_idx, scale,
+                         _scale_tensor(k_scale, q.device) if fp8 else None,
+                         _scale_tensor(v_scale, q.device) if fp8 else None)
+    return o, topk_idx, None
+
+
+def flash_decode_with_topk_idx(q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size,
+                               topk, init_blocks, local_blocks, sm_scale=None, use_tma=True, score_type="max",
+                               disable_index_value=False, use_dense_main_attn=False, page_size=1, *, k_scale=None,
+                               v_scale=None):
+    """Decode indexer (see the module docstring): returns `(o or None, topk_idx [H_idx, B, topk] int32, None)`.
+    `k_scale`/`v_scale` (extension) dequantize FP8 index caches."""
+    del use_tma
+    fast = use_triton(q) if isinstance(q, torch.Tensor) else False
+    return _decode_indexer(fast, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size,
+                           topk, init_blocks, local_blocks, sm_scale, score_type, disable_index_value,
+                           use_dense_main_attn, page_size, k_scale, v_scale)
+
+
+def naive_flash_decode_with_topk_idx(q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids,
+                                     block_size, topk, init_blocks, local_blocks, sm_scale=None, use_tma=True,
+                                     score_type="max", disable_index_value=False, use_dense_main_attn=False,
+                                     page_size=1, *, k_scale=None, v_scale=None):
+    """PyTorch reference of `flash_decode_with_topk_idx` (same signature and layouts)."""
+    del use_tma
+    return _decode_indexer(False, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids,
+                           block_size, topk, init_blocks, local_blocks, sm_scale, score_type, disable_index_value,
+                           use_dense_main_attn, page_size, k_scale, v_scale)

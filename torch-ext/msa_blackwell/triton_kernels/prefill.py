@@ -1,0 +1,430 @@
+"""Block-sparse prefill: k2q CSR inversion + query-major sparse attention (Triton).
+
+Design note. The API hands over the k2q CSR (rows = (request, block) pairs). Walking it
+KV-outer would need per-(query, slot) partial outputs (topK x the output), so instead:
+1. `k2q_invert_kernel` turns the CSR back into per-query selections q2k [Hkv, total_q, topK]
+   (slot from the schedule's `qsplit_indices` when given, else an atomic counter).
+2. `sparse_prefill_fwd_kernel` runs one program per (query token, KV head, head chunk); the
+   tile's M dimension packs the group's query heads. Each program dedupes its selection and
+   walks it in ascending block order (a rank computed in registers), so the result does not
+   depend on the slot order the inversion produced: runs are bitwise identical, with or
+   without a schedule. FP8 and NVFP4 K/V are converted to the compute dtype at tile load,
+   after which the math is the BF16/FP16 path's, tile for tile.
+Workspace: q2k (4*topK B per query per KV head) + a slot counter (4 B) + per-row and
+per-query request maps: well under 4x the output bytes for every supported shape.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .._backend import add_op_namespace_prefix
+from .gate import GateCase
+
+TOPK_MAX = 64  # the selection vector each program ranks in registers
+INVERT_ROWS = 16
+INVERT_BLOCK = 128
+INT_MAX = tl.constexpr(2147483647)
+LN2 = tl.constexpr(0.6931471805599453)
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def k2q_invert_kernel(
+    RowPtr, QIdx, QSplit, RowReq, RowBlk, CuQ, Count, Q2K,
+    total_rows, nnz, total_q, topk,
+    ROWS: tl.constexpr, BLOCK_E: tl.constexpr, HAS_SPLIT: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    g = tl.program_id(1).to(tl.int64)
+    offs = tl.arange(0, BLOCK_E)
+    ptr_base = RowPtr + g * (total_rows + 1)
+    idx_base = g * nnz
+    for r in range(pid * ROWS, tl.minimum(pid * ROWS + ROWS, total_rows)):
+        b = tl.load(RowReq + r)
+        j = tl.load(RowBlk + r)
+        if b >= 0:
+            start = tl.maximum(tl.load(ptr_base + r), 0)
+            end = tl.minimum(tl.load(ptr_base + r + 1), nnz)
+            q0 = tl.load(CuQ + b)
+            lq = tl.load(CuQ + b + 1) - q0
+            for e0 in range(start, end, BLOCK_E):
+                e = e0 + offs
+                live = e < end
+                ql = tl.load(QIdx + idx_base + e, mask=live, other=-1)
+                # Row lists are ascending: a repeated query is adjacent and counts once.
+                prev = tl.load(QIdx + idx_base + e - 1, mask=live & (e > start), other=-1)
+                ok = live & (ql >= 0) & (ql < lq) & (ql != prev)
+                qg = (q0 + ql).to(tl.int64)
+                if HAS_SPLIT:
+                    code = tl.load(QSplit + idx_base + e, mask=ok, other=0)
+                    slot = (code >> 24) & 255
+                else:
+                    slot = tl.atomic_add(Count + g * total_q + qg, 1, mask=ok)
+                ok = ok & (slot >= 0) & (slot < topk)
+                tl.store(Q2K + (g * total_q + qg) * topk + slot, j, mask=ok)
+
+
+@triton.jit
+def _pow2(e):
+    """2**e for small integer e, exact (built from the float32 exponent bits)."""
+    return ((e + 127) << 23).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _e2m1_to_f32(nib):
+    mag = nib & 7
+    e = mag >> 1
+    m = (mag & 1).to(tl.float32)
+    val = tl.where(e == 0, m * 0.5, (2.0 + m) * _pow2(e - 2))
+    return tl.where((nib & 8) != 0, -val, val)
+
+
+@triton.jit
+def _e4m3_to_f32(bits):
+    e = (bits >> 3) & 15
+    m = (bits & 7).to(tl.float32)
+    val = tl.where(e == 0, m * 0.001953125, (8.0 + m) * _pow2(e - 10))
+    return tl.where((bits & 128) != 0, -val, val)
+
+
+@triton.jit
+def _kv_tile(Ptr, Scale, row_off, scale_row, tmask, scale_tiles_n,
+             D: tl.constexpr, NVFP4: tl.constexpr, CDT: tl.constexpr):
+    """[BLOCK_N, D] K or V tile in the compute dtype; masked rows are 0."""
+    offs_d = tl.arange(0, D)
+    if NVFP4:
+        byte = tl.load(Ptr + row_off[:, None] + (offs_d // 2)[None, :], mask=tmask[:, None], other=0)
+        nib = (byte.to(tl.int32) >> ((offs_d & 1) * 4)[None, :]) & 15
+        c = offs_d // 16
+        sc_off = (((scale_row // 128) * scale_tiles_n)[:, None] + (c // 4)[None, :]) * 512 \
+            + ((scale_row % 32) * 16 + ((scale_row % 128) // 32) * 4)[:, None] + (c % 4)[None, :]
+        sbits = tl.load(Scale + sc_off, mask=tmask[:, None], other=0).to(tl.int32)
+        x = _e2m1_to_f32(nib) * _e4m3_to_f32(sbits)
+    else:
+        x = tl.load(Ptr + row_off[:, None] + offs_d[None, :], mask=tmask[:, None], other=0.0)
+    return x.to(CDT)
+
+
+@triton.jit
+def sparse_prefill_fwd_kernel(
+    Q, K, V, KScale, VScale, KGlobal, VGlobal, Out, Lse, TLse, Q2K, QReq, CuQ, CuK, SeqUsed, PageTable,
+    stride_qt, stride_qh, stride_ot, stride_oh,
+    stride_k0, stride_kh, stride_ks, stride_v0, stride_vh, stride_vs, stride_pt,
+    total_q, Hq, Hkv, G, head_chunks, topk, blk_kv, num_pages, max_pages, page_size, scale_tiles_n,
+    qk_scale_log2, inv_temperature, causal, has_seqused,
+    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TOPK_P2: tl.constexpr,
+    PAGED: tl.constexpr, NVFP4: tl.constexpr, WRITE_TLSE: tl.constexpr,
+):
+    CDT: tl.constexpr = Out.dtype.element_ty
+    pid_q = tl.program_id(0)
+    g = tl.program_id(1) // head_chunks
+    chunk = tl.program_id(1) % head_chunks
+
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, D)
+    in_group = chunk * BLOCK_M + offs_m
+    row_ok = in_group < G
+    heads = g * G + in_group
+
+    b = tl.load(QReq + pid_q)
+    q0 = tl.load(CuQ + b)
+    lq = tl.load(CuQ + b + 1) - q0
+    k0 = tl.load(CuK + b).to(tl.int64)
+    lk = tl.load(CuK + b + 1) - tl.load(CuK + b)
+    if has_seqused != 0:
+        used = tl.load(SeqUsed + b)
+        if PAGED:
+            lk = used
+        else:
+            lk = tl.minimum(lk, used)
+    lk = tl.maximum(lk, 0)
+    nb = (lk + blk_kv - 1) // blk_kv
+    last = lk - 1  # last visible key position
+    if causal != 0:
+        last = tl.minimum(last, pid_q - q0 + lk - lq)
+
+    # Selection: skip -1 / out-of-range / causally invisible blocks and repeats, then rank
+    # the survivors so blocks are visited in ascending order whatever their slot order.
+    offs_s = tl.arange(0, TOPK_P2)
+    sel_base = (g.to(tl.int64) * total_q + pid_q) * topk
+    ids = tl.load(Q2K + sel_base + offs_s, mask=offs_s < topk, other=-1)
+    valid = (ids >= 0) & (ids < nb) & (ids * blk_kv <= last)
+    repeat = (ids[:, None] == ids[None, :]) & valid[None, :] & (offs_s[None, :] < offs_s[:, None])
+    valid = valid & (tl.max(repeat.to(tl.int32), axis=1) == 0)
+    key = tl.where(valid, ids, INT_MAX)
+    rank = tl.sum((key[None, :] < key[:, None]).to(tl.int32), axis=1)
+    n_sel = tl.sum(valid.to(tl.int32), axis=0)
+    tiles_per_blk = blk_kv // BLOCK_N
+
+    q_ptrs = Q + pid_q.to(tl.int64) * stride_qt + heads[:, None].to(tl.int64) * stride_qh + offs_d[None, :]
+    q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0).to(CDT)
+    if NVFP4:
+        qk_scale_log2 = qk_scale_log2 * tl.load(KGlobal)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, D], tl.float32)
+    if WRITE_TLSE:
+        mt_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        lt_i = tl.zeros([BLOCK_M], tl.float32)
+
+    k_head = g.to(tl.int64) * stride_kh
+    v_head = g.to(tl.int64) * stride_vh
+    for it in range(0, n_sel * tiles_per_blk):
+        blk = tl.sum(tl.where(valid & (rank == it // tiles_per_blk), ids, 0), axis=0)
+        t = blk * blk_kv + (it % tiles_per_blk) * BLOCK_N + offs_n
+        tmask = t <= last
+        if PAGED:
+            pidx = t // page_size
+            page = tl.load(PageTable + b.to(tl.int64) * stride_pt + pidx,
+                           mask=tmask & (pidx < max_pages), other=-1)
+            tmask = tmask & (page >= 0) & (page < num_pages)
+            page = page.to(tl.int64)
+            slot = (t % page_size).to(tl.int64)
+            k_off = page * stride_k0 + k_head + slot * stride_ks
+            v_off = page * stride_v0 + v_head + slot * stride_vs
+            scale_row = (page * Hkv + g) * page_size + slot
+        else:
+            tok = k0 + t
+            k_off = tok * stride_k0 + k_head
+            v_off = tok * stride_v0 + v_head
+            scale_row = tok * Hkv + g
+
+        k = _kv_tile(K, KScale, k_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT)
+        s = tl.dot(q, tl.trans(k)) * qk_scale_log2
+        s = tl.where(tmask[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        if WRITE_TLSE:
+            st = s * inv_temperature
+            mt_new = tl.maximum(mt_i, tl.max(st, axis=1))
+            mt_safe = tl.where(mt_new == float("-inf"), 0.0, mt_new)
+            lt_i = lt_i * tl.exp2(mt_i - mt_safe) + tl.sum(tl.exp2(st - mt_safe[:, None]), axis=1)
+            mt_i = mt_new
+        v = _kv_tile(V, VScale, v_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT)
+        acc = acc * alpha[:, None] + tl.dot(p.to(CDT), v)
+        m_i = m_new
+
+    empty = l_i == 0.0
+    out = acc / tl.where(empty, 1.0, l_i)[:, None]
+    if NVFP4:
+        out = out * tl.load(VGlobal)
+    o_ptrs = Out + pid_q.to(tl.int64) * stride_ot + heads[:, None].to(tl.int64) * stride_oh + offs_d[None, :]
+    tl.store(o_ptrs, out.to(CDT), mask=row_ok[:, None])
+    lse = tl.where(empty, float("-inf"), (m_i + tl.log2(tl.where(empty, 1.0, l_i))) * LN2)
+    lse_off = pid_q.to(tl.int64) * Hq + heads
+    tl.store(Lse + lse_off, lse, mask=row_ok)
+    if WRITE_TLSE:
+        t_empty = lt_i == 0.0
+        tlse = tl.where(t_empty, float("-inf"), (mt_i + tl.log2(tl.where(t_empty, 1.0, lt_i))) * LN2)
+        tl.store(TLse + lse_off, tlse, mask=row_ok)
+
+
+# ---------------------------------------------------------------------------------------
+# Launch configuration (deterministic; every choice is listed by gate_cases()).
+
+def block_m_for_group(g):
+    return 16 if g <= 16 else (32 if g <= 32 else 64)
+
+
+def prefill_config(block_m, head_dim):
+    """(BLOCK_N, num_warps, num_stages): modest tiles that fit SM12x's 99 KB of smem.
+
+    blk_kv is a multiple of BLOCK_N (the public functions require blk_kv % 64 == 0).
+    """
+    block_n = 64
+    num_warps = 4 if block_m <= 32 else 8
+    return block_n, num_warps, 2
+
+
+def csr_row_map(cu_seqlens_k, blk_kv, max_seqlen_k, total_rows):
+    """(request, block) of every CSR row, on device without a host sync.
+
+    Rows past what `max_seqlen_k` covers stay -1 (skipped by the inversion).
+    """
+    device = cu_seqlens_k.device
+    nb = torch.clamp((cu_seqlens_k[1:] - cu_seqlens_k[:-1] + blk_kv - 1) // blk_kv, min=0)
+    n_rounds = (max_seqlen_k + blk_kv - 1) // blk_kv
+    j = torch.arange(n_rounds, dtype=torch.int32, device=device)
+    active = nb[:, None] > j[None, :]  # [B, rounds]
+    per_round = active.sum(0, dtype=torch.int32)
+    round_start = torch.cumsum(per_round, 0, dtype=torch.int32) - per_round
+    rank = torch.cumsum(active.to(torch.int32), 0, dtype=torch.int32) - active.to(torch.int32)
+    row = round_start[None, :] + rank
+    row = torch.where(active & (row < total_rows), row, total_rows).reshape(-1).long()
+    req = torch.arange(nb.shape[0], dtype=torch.int32, device=device)[:, None].expand_as(active)
+    row_req = torch.full((total_rows + 1,), -1, dtype=torch.int32, device=device)
+    row_blk = torch.full((total_rows + 1,), -1, dtype=torch.int32, device=device)
+    row_req.scatter_(0, row, req.reshape(-1))
+    row_blk.scatter_(0, row, j[None, :].expand_as(active).reshape(-1))
+    row_req[total_rows] = -1
+    return row_req, row_blk
+
+
+def invert_k2q(row_ptr, q_idx, qsplit, cu_q, cu_k, total_q, topk, blk_kv, max_seqlen_k):
+    """k2q CSR -> q2k [Hkv, total_q, topK] (slot order; the attention kernel re-sorts)."""
+    hkv = row_ptr.shape[0]
+    total_rows = row_ptr.shape[1] - 1
+    device = row_ptr.device
+    q2k = torch.full((hkv, total_q, topk), -1, dtype=torch.int32, device=device)
+    if total_rows <= 0 or total_q == 0 or q_idx.shape[1] == 0:
+        return q2k
+    row_req, row_blk = csr_row_map(cu_k, blk_kv, max_seqlen_k, total_rows)
+    has_split = qsplit is not None
+    count = q2k if has_split else torch.zeros((hkv, total_q), dtype=torch.int32, device=device)
+    grid = (triton.cdiv(total_rows, INVERT_ROWS), hkv)
+    torch.library.wrap_triton(k2q_invert_kernel)[grid](
+        row_ptr, q_idx, qsplit if has_split else q_idx, row_req, row_blk, cu_q, count, q2k,
+        total_rows, q_idx.shape[1], total_q, topk,
+        ROWS=INVERT_ROWS, BLOCK_E=INVERT_BLOCK, HAS_SPLIT=has_split,
+    )
+    return q2k
+
+
+@torch.library.triton_op(
+    add_op_namespace_prefix("sparse_prefill_fwd"), mutates_args={"out", "lse", "tlse"}
+)
+def sparse_prefill_fwd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_scale: torch.Tensor,
+    v_scale: torch.Tensor,
+    k_global: torch.Tensor,
+    v_global: torch.Tensor,
+    row_ptr: torch.Tensor,
+    q_idx: torch.Tensor,
+    qsplit: torch.Tensor,
+    cu_q: torch.Tensor,
+    cu_k: torch.Tensor,
+    seqused_k: torch.Tensor,
+    page_table: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    tlse: torch.Tensor,
+    topk: int,
+    blk_kv: int,
+    max_seqlen_k: int,
+    causal: bool,
+    softmax_scale: float,
+    lse_temperature_scale: float,
+    has_qsplit: bool,
+    has_seqused: bool,
+    paged: bool,
+    nvfp4: bool,
+    write_tlse: bool,
+) -> None:
+    """Fills out/lse (and tlse when write_tlse). Unused optional inputs are placeholders."""
+    total_q, hq, d = q.shape
+    hkv = row_ptr.shape[0]
+    if total_q == 0:
+        return
+    g = hq // hkv
+    q2k = invert_k2q(row_ptr, q_idx, qsplit if has_qsplit else None, cu_q, cu_k, total_q, topk,
+                     blk_kv, max_seqlen_k)
+    q_req = torch.searchsorted(
+        cu_q[1:].contiguous(), torch.arange(total_q, dtype=torch.int32, device=q.device),
+        right=True, out_int32=True,
+    )
+    block_m = block_m_for_group(g)
+    head_chunks = triton.cdiv(g, block_m)
+    block_n, num_warps, num_stages = prefill_config(block_m, d)
+    if paged:
+        strides_k = (k.stride(0), k.stride(1), k.stride(2))
+        strides_v = (v.stride(0), v.stride(1), v.stride(2))
+        num_pages, page_size = k.shape[0], k.shape[2]
+    else:
+        strides_k = (k.stride(0), k.stride(1), 0)
+        strides_v = (v.stride(0), v.stride(1), 0)
+        num_pages, page_size = 0, 1
+    scale_tiles_n = triton.cdiv(d // 16, 4)
+    grid = (total_q, hkv * head_chunks)
+    torch.library.wrap_triton(sparse_prefill_fwd_kernel)[grid](
+        q, k, v, k_scale, v_scale, k_global, v_global, out, lse, tlse, q2k, q_req, cu_q, cu_k,
+        seqused_k, page_table,
+        q.stride(0), q.stride(1), out.stride(0), out.stride(1),
+        strides_k[0], strides_k[1], strides_k[2], strides_v[0], strides_v[1], strides_v[2],
+        page_table.stride(0) if paged else 0,
+        total_q, hq, hkv, g, head_chunks, topk, blk_kv, num_pages,
+        page_table.shape[1] if paged else 0, page_size, scale_tiles_n,
+        softmax_scale * LOG2E, 1.0 / lse_temperature_scale, int(causal), int(has_seqused),
+        D=d, BLOCK_M=block_m, BLOCK_N=block_n, TOPK_P2=TOPK_MAX,
+        PAGED=paged, NVFP4=nvfp4, WRITE_TLSE=write_tlse,
+        num_warps=num_warps, num_stages=num_stages,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# SM12x compile gate.
+
+_TRITON_TYPES = {
+    torch.bfloat16: "bf16", torch.float16: "fp16", torch.float8_e4m3fn: "fp8e4nv", torch.uint8: "u8",
+}
+
+# (q dtype, K/V dtype) pairs the public functions accept.
+DTYPE_PAIRS = (
+    (torch.bfloat16, torch.bfloat16), (torch.float16, torch.float16),
+    (torch.bfloat16, torch.float8_e4m3fn), (torch.float16, torch.float8_e4m3fn),
+    (torch.float8_e4m3fn, torch.float8_e4m3fn),
+    (torch.bfloat16, torch.uint8), (torch.float16, torch.uint8),
+)
+
+
+def _prefill_signature(q_dtype, kv_dtype):
+    qt, kvt = _TRITON_TYPES[q_dtype], _TRITON_TYPES[kv_dtype]
+    ot = "bf16" if q_dtype == torch.float8_e4m3fn else qt
+    sig = {
+        "Q": "*" + qt, "K": "*" + kvt, "V": "*" + kvt, "KScale": "*u8", "VScale": "*u8",
+        "KGlobal": "*fp32", "VGlobal": "*fp32", "Out": "*" + ot, "Lse": "*fp32", "TLse": "*fp32",
+        "Q2K": "*i32", "QReq": "*i32", "CuQ": "*i32", "CuK": "*i32", "SeqUsed": "*i32",
+        "PageTable": "*i32",
+    }
+    for name in ("stride_qt", "stride_qh", "stride_ot", "stride_oh", "stride_k0", "stride_kh",
+                 "stride_ks", "stride_v0", "stride_vh", "stride_vs", "stride_pt", "total_q", "Hq",
+                 "Hkv", "G", "head_chunks", "topk", "blk_kv", "num_pages", "max_pages",
+                 "page_size", "scale_tiles_n"):
+        sig[name] = "i32"
+    sig.update({"qk_scale_log2": "fp32", "inv_temperature": "fp32", "causal": "i32",
+                "has_seqused": "i32"})
+    for name in ("D", "BLOCK_M", "BLOCK_N", "TOPK_P2", "PAGED", "NVFP4", "WRITE_TLSE"):
+        sig[name] = "constexpr"
+    return sig
+
+
+def gate_cases():
+    cases = []
+    for has_split in (False, True):
+        cases.append(GateCase(
+            name="k2q_invert[split]" if has_split else "k2q_invert[atomic]",
+            fn=k2q_invert_kernel,
+            signature={"RowPtr": "*i32", "QIdx": "*i32", "QSplit": "*i32", "RowReq": "*i32",
+                       "RowBlk": "*i32", "CuQ": "*i32", "Count": "*i32", "Q2K": "*i32",
+                       "total_rows": "i32", "nnz": "i32", "total_q": "i32", "topk": "i32",
+                       "ROWS": "constexpr", "BLOCK_E": "constexpr", "HAS_SPLIT": "constexpr"},
+            constexprs={"ROWS": INVERT_ROWS, "BLOCK_E": INVERT_BLOCK, "HAS_SPLIT": has_split},
+            num_warps=4, num_stages=1,
+        ))
+    for q_dtype, kv_dtype in DTYPE_PAIRS:
+        nvfp4 = kv_dtype == torch.uint8
+        for d in (64, 128):
+            for block_m in (16, 32, 64):
+                block_n, num_warps, num_stages = prefill_config(block_m, d)
+                for paged in (False, True):
+                    for write_tlse in (False, True):
+                        layout = "paged" if paged else "dense"
+                        tag = (f"{_TRITON_TYPES[q_dtype]}/{_TRITON_TYPES[kv_dtype]},D{d},M{block_m},"
+                               f"N{block_n},{layout}{',tlse' if write_tlse else ''}")
+                        cases.append(GateCase(
+                            name="sparse_prefill_fwd[" + tag + "]",
+                            fn=sparse_prefill_fwd_kernel,
+                            signature=_prefill_signature(q_dtype, kv_dtype),
+                            constexprs={"D": d, "BLOCK_M": block_m, "BLOCK_N": block_n,
+                                        "TOPK_P2": TOPK_MAX, "PAGED": paged, "NVFP4": nvfp4,
+                                        "WRITE_TLSE": write_tlse},
+                            num_warps=num_warps, num_stages=num_stages,
+                        ))
+    return cases
