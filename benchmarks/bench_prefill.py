@@ -25,9 +25,8 @@ nvfp4_ref = importlib.import_module(msa.__name__ + ".reference.nvfp4")
 
 HQ, HKV, D, BLK, TOPK = 64, 4, 128, 128, 16
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOAD = Path("/work/shared/workloads/msa_prefill_production_v1.json")
-if not WORKLOAD.exists():
-    WORKLOAD = ROOT / "benchmarks" / "workloads" / "msa_prefill_production_v1.json"
+# A copy of ../shared/workloads/msa_prefill_production_v1.json (MiniMax's published selection).
+WORKLOAD = ROOT / "benchmarks" / "workloads" / "msa_prefill_production_v1.json"
 RECORDS = []
 CARD = torch.cuda.get_device_name()
 

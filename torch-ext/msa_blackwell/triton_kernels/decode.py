@@ -62,6 +62,8 @@ def sparse_decode_kernel(
                 mask=g_ok[:, None], other=0.0)
     if q.dtype == tl.float8e4nv:
         q = q.to(tl.bfloat16)
+    # torch.compile passes Python floats as fp64 scalars: pin the softmax math to fp32.
+    qk_scale_log2 = tl.cast(qk_scale_log2, tl.float32)
     qk_scale = qk_scale_log2
     if has_k_scale:
         qk_scale = qk_scale * tl.load(k_scale_ptr)
@@ -162,10 +164,12 @@ def split_merge_kernel(
 ):
     row = tl.program_id(0)
     head = tl.program_id(1)
+    qk_scale_log2 = tl.cast(qk_scale_log2, tl.float32)
     offs_d = tl.arange(0, HEAD_DIM)
     offs_s = tl.arange(0, BLOCK_S)
     out_row = row.to(tl.int64) * num_heads_q + head
-    plane = rows.to(tl.int64) * num_heads_q
+    # `rows` may arrive specialised to the constant 1: keep it out of tensor-method calls.
+    plane = num_heads_q * rows
     m = tl.max(tl.full([BLOCK_S], float("-inf"), tl.float32), axis=0)
     denom = tl.sum(tl.zeros([BLOCK_S], tl.float32), axis=0)
     acc = tl.zeros([HEAD_DIM], tl.float32)
