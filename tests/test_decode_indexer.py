@@ -122,7 +122,7 @@ def test_triton_scores_match_reference():
 @pytest.mark.triton
 @needs_triton
 def test_triton_end_to_end_matches_naive():
-    case = make_cache([300, 64, 130], hq=4, hkv=1, dtype=TRITON_HALF, device=TRITON_DEVICE, seed=2)
+    case = make_cache([300, 64, 130], hq=4, hkv=1, d=64, dtype=TRITON_HALF, device=TRITON_DEVICE, seed=2)
     o, topk_idx, _ = di.flash_decode_with_topk_idx(**case, topk=3, init_blocks=1, local_blocks=1)
     ro, ridx, _ = di.naive_flash_decode_with_topk_idx(**case, topk=3, init_blocks=1, local_blocks=1)
     assert torch.equal(topk_idx.cpu(), ridx.cpu())

@@ -88,8 +88,24 @@ def _e4m3_to_f32(bits):
 
 
 @triton.jit
+def _dtype_fence(x, FENCE: tl.constexpr):
+    """Identity on a 16-bit tile that hides where it came from from the compiler.
+
+    Triton picks the mma operand packing (kWidth) from the narrowest load feeding a dot:
+    an FP8/NVFP4 K/V tile would get kWidth=4, which permutes k inside each mma.sync and so
+    changes the fp32 summation order. Behind this side-effecting identity every K/V dtype
+    reaches the dots as the same 16-bit tile, so all of them run the BF16/FP16 path's
+    instructions (FP8 -> BF16 upcast is bit exact). The CPU interpreter has no inline asm.
+    """
+    if FENCE:
+        x = tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=x.dtype,
+                                      is_pure=False, pack=2)
+    return x
+
+
+@triton.jit
 def _kv_tile(Ptr, Scale, row_off, scale_row, tmask, scale_tiles_n,
-             D: tl.constexpr, NVFP4: tl.constexpr, CDT: tl.constexpr):
+             D: tl.constexpr, NVFP4: tl.constexpr, CDT: tl.constexpr, FENCE: tl.constexpr):
     """[BLOCK_N, D] K or V tile in the compute dtype; masked rows are 0."""
     offs_d = tl.arange(0, D)
     if NVFP4:
@@ -102,7 +118,7 @@ def _kv_tile(Ptr, Scale, row_off, scale_row, tmask, scale_tiles_n,
         x = _e2m1_to_f32(nib) * _e4m3_to_f32(sbits)
     else:
         x = tl.load(Ptr + row_off[:, None] + offs_d[None, :], mask=tmask[:, None], other=0.0)
-    return x.to(CDT)
+    return _dtype_fence(x.to(CDT), FENCE)
 
 
 @triton.jit
@@ -113,9 +129,12 @@ def sparse_prefill_fwd_kernel(
     total_q, Hq, Hkv, G, head_chunks, topk, blk_kv, num_pages, max_pages, page_size, scale_tiles_n,
     qk_scale_log2, inv_temperature, causal, has_seqused,
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TOPK_P2: tl.constexpr,
-    PAGED: tl.constexpr, NVFP4: tl.constexpr, WRITE_TLSE: tl.constexpr,
+    PAGED: tl.constexpr, NVFP4: tl.constexpr, WRITE_TLSE: tl.constexpr, FENCE: tl.constexpr,
 ):
     CDT: tl.constexpr = Out.dtype.element_ty
+    # torch.compile may pass Python floats as fp64: pin the math to fp32.
+    qk_scale_log2 = tl.cast(qk_scale_log2, tl.float32)
+    inv_temperature = tl.cast(inv_temperature, tl.float32)
     pid_q = tl.program_id(0)
     g = tl.program_id(1) // head_chunks
     chunk = tl.program_id(1) % head_chunks
@@ -191,7 +210,7 @@ def sparse_prefill_fwd_kernel(
             v_off = tok * stride_v0 + v_head
             scale_row = tok * Hkv + g
 
-        k = _kv_tile(K, KScale, k_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT)
+        k = _kv_tile(K, KScale, k_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
         s = tl.dot(q, tl.trans(k)) * qk_scale_log2
         s = tl.where(tmask[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -205,7 +224,7 @@ def sparse_prefill_fwd_kernel(
             mt_safe = tl.where(mt_new == float("-inf"), 0.0, mt_new)
             lt_i = lt_i * tl.exp2(mt_i - mt_safe) + tl.sum(tl.exp2(st - mt_safe[:, None]), axis=1)
             mt_i = mt_new
-        v = _kv_tile(V, VScale, v_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT)
+        v = _kv_tile(V, VScale, v_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
         acc = acc * alpha[:, None] + tl.dot(p.to(CDT), v)
         m_i = m_new
 
@@ -261,7 +280,9 @@ def csr_row_map(cu_seqlens_k, blk_kv, max_seqlen_k, total_rows):
     row_blk = torch.full((total_rows + 1,), -1, dtype=torch.int32, device=device)
     row_req.scatter_(0, row, req.reshape(-1))
     row_blk.scatter_(0, row, j[None, :].expand_as(active).reshape(-1))
-    row_req[total_rows] = -1
+    # The overflow slot the inactive (b, j) pairs were scattered into; a device fill (an
+    # indexed assignment from a Python int would copy host->device, illegal in graph capture).
+    row_req.narrow(0, total_rows, 1).fill_(-1)
     return row_req, row_blk
 
 
@@ -353,7 +374,7 @@ def sparse_prefill_fwd(
         page_table.shape[1] if paged else 0, page_size, scale_tiles_n,
         softmax_scale * LOG2E, 1.0 / lse_temperature_scale, int(causal), int(has_seqused),
         D=d, BLOCK_M=block_m, BLOCK_N=block_n, TOPK_P2=TOPK_MAX,
-        PAGED=paged, NVFP4=nvfp4, WRITE_TLSE=write_tlse,
+        PAGED=paged, NVFP4=nvfp4, WRITE_TLSE=write_tlse, FENCE=q.is_cuda,
         num_warps=num_warps, num_stages=num_stages,
     )
 
@@ -390,7 +411,7 @@ def _prefill_signature(q_dtype, kv_dtype):
         sig[name] = "i32"
     sig.update({"qk_scale_log2": "fp32", "inv_temperature": "fp32", "causal": "i32",
                 "has_seqused": "i32"})
-    for name in ("D", "BLOCK_M", "BLOCK_N", "TOPK_P2", "PAGED", "NVFP4", "WRITE_TLSE"):
+    for name in ("D", "BLOCK_M", "BLOCK_N", "TOPK_P2", "PAGED", "NVFP4", "WRITE_TLSE", "FENCE"):
         sig[name] = "constexpr"
     return sig
 
@@ -424,7 +445,7 @@ def gate_cases():
                             signature=_prefill_signature(q_dtype, kv_dtype),
                             constexprs={"D": d, "BLOCK_M": block_m, "BLOCK_N": block_n,
                                         "TOPK_P2": TOPK_MAX, "PAGED": paged, "NVFP4": nvfp4,
-                                        "WRITE_TLSE": write_tlse},
+                                        "WRITE_TLSE": write_tlse, "FENCE": True},
                             num_warps=num_warps, num_stages=num_stages,
                         ))
     return cases
