@@ -223,6 +223,11 @@ def main():
 
     # Production workload: every case BF16 and FP8 K/V; NVFP4 for the hot cases.
     cases = json.loads(WORKLOAD.read_text())["cases"]
+    # Representative cases first (heaviest weight first): the time cap then trims only the
+    # least important ones and the weighted aggregate covers as much weight as possible.
+    cases.sort(key=lambda c: -c.get("representative_weight", 0) if "representative" in c["tags"] else 1)
+    total_weight = sum(c["representative_weight"] for c in cases if "representative" in c["tags"])
+    covered_weight = 0
     weighted = {torch.bfloat16: [0.0, 0.0], torch.float8_e4m3fn: [0.0, 0.0]}
     free_bytes = torch.cuda.mem_get_info()[0]
     for case in cases:
@@ -238,6 +243,7 @@ def main():
                    f"kv={case['max_final_kv']}", dtype, ms * 1e3, "useful TFLOP/s", tflops)
             if "representative" in case["tags"]:
                 w = case["representative_weight"]
+                covered_weight += w if dtype == torch.bfloat16 else 0
                 weighted[dtype][0] += w * flops
                 weighted[dtype][1] += w * ms
             if dtype == torch.bfloat16 and "hot" in case["tags"]:
@@ -250,13 +256,13 @@ def main():
                 record("case_nvfp4:" + case["case_id"], f"q={case['total_q']}", "nvfp4", ms4 * 1e3,
                        "useful TFLOP/s", flops / ms4 / 1e9 if flops else 0.0, tflops)
             del q, k, v
-        if time.time() - t_start > 200:
+        if time.time() - t_start > 170:
             print("time cap reached; remaining cases skipped")
             break
     for dtype, (fl, ms) in weighted.items():
         if ms:
-            record("production_weighted", "representative cases", dtype, None, "useful TFLOP/s",
-                   fl / ms / 1e9, flash_tflops)
+            record("production_weighted", f"representative cases ({covered_weight}/{total_weight} weight)",
+                   dtype, None, "useful TFLOP/s", fl / ms / 1e9, flash_tflops)
     bf, f8 = weighted[torch.bfloat16][1], weighted[torch.float8_e4m3fn][1]
     if bf and f8:
         record("fp8_kv_vs_bf16_weighted_time", "representative cases", torch.float8_e4m3fn, None,

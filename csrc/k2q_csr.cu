@@ -1,14 +1,15 @@
 // q2k -> k2q CSR builder (contract §2.2), deterministic and free of host syncs.
 //
 //   1. row map: S[j] = sum_b min(nb[b], j) for j <= R, and the (request, block) of each row.
-//   2. count:   one thread per (head, query) dedupes its ids, maps each to a row
-//               (S[j] + rank of b among the rows of block j) and counts it (warp-aggregated atomics).
-//   3. scan:    row_ptr = exclusive scan of the counts; the counts become fill cursors.
-//   4. fill:    the same walk places `q_local | slot << 24` at cursor positions (unordered).
-//   5. order:   one CTA per (head, row) puts its segment in ascending query order: small segments by
-//               ranking in shared memory, large ones through a windowed bitmap of query ids.
-//   6. tail:    entries past row_ptr[g, R] become -1.
+//   2. emit:    one thread per (head, query) dedupes its ids and writes, at its own slots, the sort
+//               key head*(R+1)+row (row R = dropped) and the value q_local | slot << 24 (-1 if dropped).
+//   3. sort:    a stable radix sort by key. Entries were emitted in query order and a query meets a
+//               row at most once, so each row's queries come out ascending and the dropped entries
+//               land at the tail of their head: the sorted values are qsplit_indices as they are.
+//   4. finish:  row_ptr by binary search of the sorted keys; k2q_q_indices = the query bits.
 #include "common.cuh"
+
+#include <cub/device/device_radix_sort.cuh>
 
 #include <climits>
 
@@ -17,11 +18,6 @@ namespace {
 
 constexpr int kMaxCsrTopk = 64;  // a query's dedupe flags live in one 64-bit mask
 constexpr int kEdgeThreads = 128;
-constexpr int kScanThreads = 1024;
-constexpr int kSortThreads = 256;
-constexpr int kWindow = 32768;  // query ids ordered per pass of the bitmap sort
-constexpr int kWindowWords = kWindow / 32;
-constexpr int kWordsPerThread = kWindowWords / kSortThreads;
 constexpr int kQueryBits = 24;
 constexpr int kQueryMask = (1 << kQueryBits) - 1;
 
@@ -89,13 +85,11 @@ __device__ int row_of(const int* rows_before, const int* row_request, int num_ro
   return (lo < min(__ldg(rows_before + j + 1), num_rows) && __ldg(row_request + lo) == b) ? lo : -1;
 }
 
-// kFill = false: count edges per row and write split_counts. kFill = true: place the edges.
-template <bool kFill>
-__global__ void __launch_bounds__(kEdgeThreads) edge_kernel(
+__global__ void __launch_bounds__(kEdgeThreads) emit_kernel(
     const int* __restrict__ q2k, int64_t stride_head, int64_t stride_query, int64_t stride_slot,
     const int* __restrict__ cu_q, const int* __restrict__ cu_k, int batch, int blk, int num_rows,
     int num_heads, int total_q, int topk, const int* __restrict__ rows_before, const int* __restrict__ row_request,
-    int* __restrict__ row_counter, int* __restrict__ split_counts, int* __restrict__ edges, int64_t capacity) {
+    int* __restrict__ split_counts, uint32_t* __restrict__ keys, int* __restrict__ vals) {
   extern __shared__ int ids_smem[];
   const int head = blockIdx.y;
   const int t0 = blockIdx.x * kEdgeThreads;
@@ -109,8 +103,9 @@ __global__ void __launch_bounds__(kEdgeThreads) edge_kernel(
   __syncthreads();
 
   const int t = t0 + threadIdx.x;
+  if (t >= total_q) return;
   const int* ids = ids_smem + threadIdx.x * stride;
-  const int b = t < total_q ? request_of(cu_q, batch, t) : -1;
+  const int b = request_of(cu_q, batch, t);
   const int nb = b >= 0 ? blocks_of(cu_k, b, blk) : 0;
   const int q_local = b >= 0 ? t - __ldg(cu_q + b) : 0;
 
@@ -122,8 +117,8 @@ __global__ void __launch_bounds__(kEdgeThreads) edge_kernel(
     if (first) first_mask |= 1ull << k;
   }
 
-  const unsigned lane_lt = lanemask_lt();
-  const int lane = threadIdx.x & 31;
+  const uint32_t head_key = static_cast<uint32_t>(head) * static_cast<uint32_t>(num_rows + 1);
+  const int64_t base = static_cast<int64_t>(head) * total_q * topk + static_cast<int64_t>(t) * topk;
   int kept = 0;
   for (int k = 0; k < topk; ++k) {
     int row = -1;
@@ -131,205 +126,38 @@ __global__ void __launch_bounds__(kEdgeThreads) edge_kernel(
     if ((first_mask >> k) & 1ull) {
       const int id = ids[k];
       row = row_of(rows_before, row_request, num_rows, b, id);
+      // Dropped rows (>= num_rows) hold the largest ids, so the kept slots stay 0..kept-1.
       for (int k2 = 0; k2 < topk; ++k2) slot += ((first_mask >> k2) & 1ull) && ids[k2] < id;
     }
-    // Lanes hitting the same row share one atomic.
-    const unsigned same = __match_any_sync(kFullMask, row);
-    const int leader = __ffs(same) - 1;
-    int base = 0;
-    if (row >= 0 && lane == leader) {
-      base = atomicAdd(row_counter + static_cast<int64_t>(head) * num_rows + row, __popc(same));
-    }
-    base = __shfl_sync(kFullMask, base, leader);
-    if (row >= 0) {
-      ++kept;
-      if (kFill) {
-        const int pos = base + __popc(same & lane_lt);
-        edges[head * capacity + pos] = q_local | (slot << kQueryBits);
-      }
-    }
+    keys[base + k] = head_key + static_cast<uint32_t>(row >= 0 ? row : num_rows);
+    vals[base + k] = row >= 0 ? (q_local | (slot << kQueryBits)) : -1;
+    kept += row >= 0;
   }
-  if (!kFill && t < total_q) split_counts[static_cast<int64_t>(t) * num_heads + head] = kept;
+  split_counts[static_cast<int64_t>(t) * num_heads + head] = kept;
 }
 
-// One CTA per head: row_ptr[g] = exclusive scan of counts; counts become the fill cursors.
-__global__ void __launch_bounds__(kScanThreads) scan_kernel(int* __restrict__ counts, int num_rows,
-                                                            int* __restrict__ row_ptr) {
-  __shared__ int warp_sums[kScanThreads / 32];
-  const int head = blockIdx.x;
-  int* cnt = counts + static_cast<int64_t>(head) * num_rows;
-  int* ptr = row_ptr + static_cast<int64_t>(head) * (num_rows + 1);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int carry = 0;
-  if (threadIdx.x == 0) ptr[0] = 0;
-  for (int base = 0; base < num_rows; base += kScanThreads) {
-    const int r = base + threadIdx.x;
-    const int v = r < num_rows ? cnt[r] : 0;
-    int incl = v;
-    for (int d = 1; d < 32; d <<= 1) {
-      const int up = __shfl_up_sync(kFullMask, incl, d);
-      if (lane >= d) incl += up;
-    }
-    if (lane == 31) warp_sums[warp] = incl;
-    __syncthreads();
-    if (warp == 0) {
-      int s = warp_sums[lane];
-      for (int d = 1; d < 32; d <<= 1) {
-        const int up = __shfl_up_sync(kFullMask, s, d);
-        if (lane >= d) s += up;
-      }
-      warp_sums[lane] = s;  // inclusive over warps
-    }
-    __syncthreads();
-    incl += carry + (warp > 0 ? warp_sums[warp - 1] : 0);
-    if (r < num_rows) {
-      ptr[r + 1] = incl;
-      cnt[r] = incl - v;
-    }
-    carry += warp_sums[kScanThreads / 32 - 1];
-    __syncthreads();
+// row_ptr[g, r] = #entries of head g in rows < r (a lower bound in the sorted keys); q_indices
+// keeps the query bits of the sorted values.
+__global__ void finish_kernel(const uint32_t* __restrict__ sorted_keys, const int* __restrict__ qsplit,
+                              int num_rows, int num_heads, int64_t capacity, int* __restrict__ row_ptr,
+                              int* __restrict__ q_indices) {
+  const int64_t entries = num_heads * capacity;
+  const int64_t ptrs = static_cast<int64_t>(num_heads) * (num_rows + 1);
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < entries; i += step) {
+    const int v = qsplit[i];
+    q_indices[i] = v < 0 ? -1 : (v & kQueryMask);
   }
-}
-
-// Block-wide exclusive scan of one int per thread; also returns the total.
-__device__ int block_exclusive_scan(int v, int* warp_sums, int& total) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int incl = v;
-  for (int d = 1; d < 32; d <<= 1) {
-    const int up = __shfl_up_sync(kFullMask, incl, d);
-    if (lane >= d) incl += up;
-  }
-  if (lane == 31) warp_sums[warp] = incl;
-  __syncthreads();
-  int before = 0;
-  total = 0;
-  for (int w = 0; w < kSortThreads / 32; ++w) {
-    const int s = warp_sums[w];
-    if (w < warp) before += s;
-    total += s;
-  }
-  __syncthreads();
-  return before + incl - v;
-}
-
-// Several independent loads per thread keep long segments from being latency bound.
-constexpr int kSortUnroll = 8;
-
-__device__ __forceinline__ void load_segment_batch(const int* src, int n, int i0, int (&v)[kSortUnroll]) {
-#pragma unroll
-  for (int u = 0; u < kSortUnroll; ++u) {
-    const int i = i0 + u * kSortThreads + static_cast<int>(threadIdx.x);
-    v[u] = i < n ? __ldg(src + i) : -1;  // packed entries are non-negative
-  }
-}
-
-__global__ void __launch_bounds__(kSortThreads) order_rows_kernel(const int* __restrict__ row_ptr, int num_rows,
-                                                                 const int* __restrict__ edges, int64_t capacity,
-                                                                 int* __restrict__ q_indices,
-                                                                 int* __restrict__ qsplit) {
-  __shared__ uint32_t bits[kWindowWords];
-  __shared__ uint8_t slots[kWindow];
-  __shared__ int warp_sums[kSortThreads / 32];
-  __shared__ int span[2];
-  const int row = blockIdx.x;
-  const int head = blockIdx.y;
-  const int* ptr = row_ptr + static_cast<int64_t>(head) * (num_rows + 1);
-  const int begin = ptr[row];
-  const int n = ptr[row + 1] - begin;
-  if (n <= 0) return;
-  const int* src = edges + head * capacity + begin;
-  int* dst_q = q_indices + head * capacity + begin;
-  int* dst_s = qsplit + head * capacity + begin;
-
-  if (n <= kSortThreads) {
-    // Query ids in a row are distinct: an entry's position is how many entries are smaller.
-    int* vals = reinterpret_cast<int*>(bits);
-    const int v = threadIdx.x < n ? src[threadIdx.x] : 0;
-    if (threadIdx.x < n) vals[threadIdx.x] = v;
-    __syncthreads();
-    if (threadIdx.x < n) {
-      const int q = v & kQueryMask;
-      int rank = 0;
-      for (int i = 0; i < n; ++i) rank += (vals[i] & kQueryMask) < q;
-      dst_q[rank] = q;
-      dst_s[rank] = v;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < ptrs; i += step) {
+    const int64_t head = i / (num_rows + 1);
+    const uint32_t target = static_cast<uint32_t>(i);  // head * (num_rows + 1) + r
+    const uint32_t* seg = sorted_keys + head * capacity;
+    int64_t lo = 0, hi = capacity;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) >> 1;
+      if (seg[mid] < target) lo = mid + 1; else hi = mid;
     }
-    return;
-  }
-
-  if (threadIdx.x == 0) {
-    span[0] = INT_MAX;
-    span[1] = 0;
-  }
-  __syncthreads();
-  int lo = INT_MAX, hi = 0;
-  for (int i0 = 0; i0 < n; i0 += kSortThreads * kSortUnroll) {
-    int v[kSortUnroll];
-    load_segment_batch(src, n, i0, v);
-#pragma unroll
-    for (int u = 0; u < kSortUnroll; ++u) {
-      if (v[u] >= 0) {
-        lo = min(lo, v[u] & kQueryMask);
-        hi = max(hi, v[u] & kQueryMask);
-      }
-    }
-  }
-  atomicMin(&span[0], lo);
-  atomicMax(&span[1], hi);
-  __syncthreads();
-  const int q_first = span[0], q_last = span[1];
-
-  int done = 0;
-  for (int w0 = q_first; w0 <= q_last && done < n; w0 += kWindow) {
-    for (int i = threadIdx.x; i < kWindowWords; i += kSortThreads) bits[i] = 0;
-    __syncthreads();
-    for (int i0 = 0; i0 < n; i0 += kSortThreads * kSortUnroll) {
-      int v[kSortUnroll];
-      load_segment_batch(src, n, i0, v);
-#pragma unroll
-      for (int u = 0; u < kSortUnroll; ++u) {
-        const int off = (v[u] & kQueryMask) - w0;
-        if (v[u] >= 0 && off >= 0 && off < kWindow) {
-          atomicOr(bits + (off >> 5), 1u << (off & 31));
-          slots[off] = static_cast<uint8_t>(static_cast<uint32_t>(v[u]) >> kQueryBits);
-        }
-      }
-    }
-    __syncthreads();
-    const int word0 = threadIdx.x * kWordsPerThread;
-    int mine = 0;
-#pragma unroll
-    for (int i = 0; i < kWordsPerThread; ++i) mine += __popc(bits[word0 + i]);
-    int total;
-    int pos = done + block_exclusive_scan(mine, warp_sums, total);
-#pragma unroll 1
-    for (int i = 0; i < kWordsPerThread; ++i) {
-      uint32_t word = bits[word0 + i];
-      while (word) {
-        const int bit = __ffs(word) - 1;
-        word &= word - 1;
-        const int off = (word0 + i) * 32 + bit;
-        const int q = w0 + off;
-        dst_q[pos] = q;
-        dst_s[pos] = q | (static_cast<int>(slots[off]) << kQueryBits);
-        ++pos;
-      }
-    }
-    done += total;
-    __syncthreads();
-  }
-}
-
-__global__ void tail_kernel(const int* __restrict__ row_ptr, int num_rows, int num_heads, int64_t capacity,
-                            int* __restrict__ q_indices, int* __restrict__ qsplit) {
-  const int64_t total = static_cast<int64_t>(num_heads) * capacity;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t head = i / capacity;
-    if (i - head * capacity >= row_ptr[head * (num_rows + 1) + num_rows]) {
-      q_indices[i] = -1;
-      qsplit[i] = -1;
-    }
+    row_ptr[i] = static_cast<int>(lo);
   }
 }
 
@@ -377,14 +205,10 @@ void build_k2q_csr(const at::Tensor& q2k, const at::Tensor& cu_seqlens_q, const 
   const c10::cuda::CUDAGuard guard(q2k.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int rows = static_cast<int>(num_rows);
-  at::Tensor work = at::empty({heads * num_rows + num_rows + 1 + heads * capacity}, q2k.options());
-  int* counts = work.data_ptr<int>();
-  int* rows_before = counts + heads * num_rows;
-  int* edges = rows_before + num_rows + 1;
-
+  at::Tensor rows_before = at::empty({num_rows + 1}, q2k.options());
   row_map_kernel<<<static_cast<unsigned>(ceil_div(num_rows + 1, 256)), 256, 0, stream>>>(
-      cu_seqlens_k.data_ptr<int>(), static_cast<int>(batch), static_cast<int>(kv_block_size), rows, rows_before,
-      row_request.data_ptr<int>(), row_block.data_ptr<int>());
+      cu_seqlens_k.data_ptr<int>(), static_cast<int>(batch), static_cast<int>(kv_block_size), rows,
+      rows_before.data_ptr<int>(), row_request.data_ptr<int>(), row_block.data_ptr<int>());
   check_launch();
   if (total_q == 0 || topk == 0 || num_rows == 0) {
     C10_CUDA_CHECK(cudaMemsetAsync(row_ptr.data_ptr<int>(), 0, row_ptr.numel() * sizeof(int), stream));
@@ -393,35 +217,38 @@ void build_k2q_csr(const at::Tensor& q2k, const at::Tensor& cu_seqlens_q, const 
     C10_CUDA_CHECK(cudaMemsetAsync(qsplit.data_ptr<int>(), 0xff, qsplit.numel() * sizeof(int), stream));
     return;
   }
-  C10_CUDA_CHECK(cudaMemsetAsync(counts, 0, heads * num_rows * sizeof(int), stream));
 
-  const dim3 edge_grid(static_cast<unsigned>(ceil_div(total_q, kEdgeThreads)), static_cast<unsigned>(heads));
-  const size_t edge_smem = kEdgeThreads * (topk + 1) * sizeof(int);
-  const int* q2k_ptr = q2k.data_ptr<int>();
-  const int* cu_q = cu_seqlens_q.data_ptr<int>();
-  const int* cu_k = cu_seqlens_k.data_ptr<int>();
-  edge_kernel<false><<<edge_grid, kEdgeThreads, edge_smem, stream>>>(
-      q2k_ptr, q2k.stride(0), q2k.stride(1), q2k.stride(2), cu_q, cu_k, static_cast<int>(batch),
-      static_cast<int>(kv_block_size), rows, static_cast<int>(heads), static_cast<int>(total_q),
-      static_cast<int>(topk), rows_before, row_request.data_ptr<int>(), counts, split_counts.data_ptr<int>(), edges,
-      capacity);
+  const int entries = static_cast<int>(heads * capacity);
+  const uint32_t max_key = static_cast<uint32_t>(heads * (num_rows + 1) - 1);
+  const int end_bit = max_key == 0 ? 1 : 32 - __builtin_clz(max_key);
+  size_t sort_bytes = 0;
+  C10_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<const uint32_t*>(nullptr),
+                                                 static_cast<uint32_t*>(nullptr), static_cast<const int*>(nullptr),
+                                                 static_cast<int*>(nullptr), entries, 0, end_bit, stream));
+  // One workspace: unsorted keys, sorted keys, unsorted values, then the sort's scratch (256-byte aligned).
+  const int64_t array_bytes = ceil_div(static_cast<int64_t>(entries) * 4, 256) * 256;
+  at::Tensor work = at::empty({3 * array_bytes + static_cast<int64_t>(sort_bytes)}, q2k.options().dtype(at::kByte));
+  uint8_t* base = work.data_ptr<uint8_t>();
+  auto* keys_in = reinterpret_cast<uint32_t*>(base);
+  auto* keys_out = reinterpret_cast<uint32_t*>(base + array_bytes);
+  auto* vals_in = reinterpret_cast<int*>(base + 2 * array_bytes);
+  void* sort_scratch = base + 3 * array_bytes;
+
+  const dim3 emit_grid(static_cast<unsigned>(ceil_div(total_q, kEdgeThreads)), static_cast<unsigned>(heads));
+  const size_t emit_smem = kEdgeThreads * (topk + 1) * sizeof(int);
+  emit_kernel<<<emit_grid, kEdgeThreads, emit_smem, stream>>>(
+      q2k.data_ptr<int>(), q2k.stride(0), q2k.stride(1), q2k.stride(2), cu_seqlens_q.data_ptr<int>(),
+      cu_seqlens_k.data_ptr<int>(), static_cast<int>(batch), static_cast<int>(kv_block_size), rows,
+      static_cast<int>(heads), static_cast<int>(total_q), static_cast<int>(topk), rows_before.data_ptr<int>(),
+      row_request.data_ptr<int>(), split_counts.data_ptr<int>(), keys_in, vals_in);
   check_launch();
-  scan_kernel<<<static_cast<unsigned>(heads), kScanThreads, 0, stream>>>(counts, rows, row_ptr.data_ptr<int>());
-  check_launch();
-  edge_kernel<true><<<edge_grid, kEdgeThreads, edge_smem, stream>>>(
-      q2k_ptr, q2k.stride(0), q2k.stride(1), q2k.stride(2), cu_q, cu_k, static_cast<int>(batch),
-      static_cast<int>(kv_block_size), rows, static_cast<int>(heads), static_cast<int>(total_q),
-      static_cast<int>(topk), rows_before, row_request.data_ptr<int>(), counts, split_counts.data_ptr<int>(), edges,
-      capacity);
-  check_launch();
-  order_rows_kernel<<<dim3(static_cast<unsigned>(num_rows), static_cast<unsigned>(heads)), kSortThreads, 0,
-                      stream>>>(row_ptr.data_ptr<int>(), rows, edges, capacity, q_indices.data_ptr<int>(),
-                                qsplit.data_ptr<int>());
-  check_launch();
-  const int64_t tail_blocks = std::min<int64_t>(ceil_div(heads * capacity, 256), 4096);
-  tail_kernel<<<static_cast<unsigned>(tail_blocks), 256, 0, stream>>>(
-      row_ptr.data_ptr<int>(), rows, static_cast<int>(heads), capacity, q_indices.data_ptr<int>(),
-      qsplit.data_ptr<int>());
+  C10_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_scratch, sort_bytes, keys_in, keys_out, vals_in,
+                                                 qsplit.data_ptr<int>(), entries, 0, end_bit, stream));
+  const int64_t finish_items = std::max<int64_t>(entries, heads * (num_rows + 1));
+  const int64_t finish_blocks = std::min<int64_t>(ceil_div(finish_items, 256), 8192);
+  finish_kernel<<<static_cast<unsigned>(finish_blocks), 256, 0, stream>>>(
+      keys_out, qsplit.data_ptr<int>(), rows, static_cast<int>(heads), capacity, row_ptr.data_ptr<int>(),
+      q_indices.data_ptr<int>());
   check_launch();
 }
 

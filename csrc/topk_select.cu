@@ -21,6 +21,7 @@ constexpr int kThreads = kWarps * 32;
 
 __device__ __forceinline__ uint64_t rank_key(float score, int block) {
   uint32_t bits = __float_as_uint(score);
+  if ((bits << 1) == 0) bits = 0;  // -0.0 ties +0.0 (as in the reference), so the lower id must win
   bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
   return (static_cast<uint64_t>(bits) << 32) | (0xffffffffu - static_cast<uint32_t>(block));
 }
@@ -30,6 +31,9 @@ __device__ __forceinline__ int key_block(uint64_t key) {
 }
 
 __device__ __forceinline__ bool selectable(float v) { return !isnan(v) && v != -INFINITY; }
+
+// Smallest power of two >= max(n, 2): bitonic sorts only need to cover the filled part of a buffer.
+__device__ __forceinline__ int pow2_at_least(int n) { return n <= 2 ? 2 : 1 << (32 - __clz(n - 1)); }
 
 // Warp-cooperative running top-`need` (all fields warp-uniform; every lane calls every method).
 struct WarpSelector {
@@ -68,7 +72,7 @@ struct WarpSelector {
   }
 
   __device__ void cut(int lane) {
-    sort_desc(kBufCap, lane);
+    sort_desc(pow2_at_least(count), lane);
     if (count > need) count = need;
     if (count == need && need > 0) floor_key = buf[need - 1];
   }
@@ -92,7 +96,7 @@ struct WarpSelector {
     cut(lane);
     for (int i = lane; i < count; i += 32) buf[i] = 0xffffffffu - static_cast<uint32_t>(key_block(buf[i]));
     __syncwarp();
-    sort_desc(kMaxTopk, lane);
+    sort_desc(pow2_at_least(count), lane);
   }
 };
 
@@ -196,16 +200,103 @@ __global__ void __launch_bounds__(kThreads) sparse_topk_select_kernel(
   }
 }
 
-// One CTA per (head, request) row: warps stride over the row, then warp 0 merges.
+// One CTA per (head, request) row.
+//
+// Rows of up to kRegisterBlocks blocks are ranked from registers: every thread loads its share at
+// once, the topk-th largest per-thread maximum is a floor that at least topk keys reach, the keys
+// at or above it are compacted to shared memory and each one's output slot is its rank among them
+// (typically ~topk candidates, so the ranking is short). Longer rows, or the rare layouts where too
+// many keys pass the floor, stream through per-warp selectors that warp 0 merges.
 constexpr int kRowUnroll = 4;
+constexpr int kPerThread = 32;
+constexpr int kRegisterBlocks = kThreads * kPerThread;
+constexpr int kCandidateCap = 512;
+static_assert(kThreads + kCandidateCap <= kWarps * kBufCap, "lane maxima and candidates share the buffers");
+
+// Block-wide exclusive scan of one int per thread; `total` gets the sum.
+__device__ __forceinline__ int block_exclusive_scan(int v, int* warp_sums, int& total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int incl = v;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int up = __shfl_up_sync(kFullMask, incl, d);
+    if (lane >= d) incl += up;
+  }
+  if (lane == 31) warp_sums[warp] = incl;
+  __syncthreads();
+  int before = 0;
+  total = 0;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    const int s = warp_sums[w];
+    if (w < warp) before += s;
+    total += s;
+  }
+  return before + incl - v;
+}
+
+// Returns false (block-uniformly) when too many keys pass the floor; nothing is written then.
+__device__ bool topk_from_registers(const float* __restrict__ src, int nb, int topk, uint64_t* smem,
+                                    int* warp_sums, uint64_t* floor_slot, int* __restrict__ dst) {
+  const int tid = threadIdx.x;
+  float v[kPerThread];
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int blk = i * kThreads + tid;
+    v[i] = blk < nb ? __ldg(src + blk) : -INFINITY;
+  }
+  uint64_t best = 0;
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    if (selectable(v[i])) best = max(best, rank_key(v[i], i * kThreads + tid));
+  }
+  uint64_t* thread_best = smem;
+  uint64_t* cand = smem + kThreads;
+  thread_best[tid] = best;
+  if (tid == 0) *floor_slot = 0;
+  __syncthreads();
+  // Keys are unique, so exactly one thread holds the topk-th largest maximum (if topk threads have one).
+  int greater = 0;
+#pragma unroll 8
+  for (int j = 0; j < kThreads; ++j) greater += thread_best[j] > best;
+  if (best != 0 && greater == topk - 1) *floor_slot = best;
+  __syncthreads();
+  const uint64_t floor_key = *floor_slot;
+
+  int mine = 0;
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    mine += selectable(v[i]) && rank_key(v[i], i * kThreads + tid) >= floor_key;
+  }
+  int total;
+  int pos = block_exclusive_scan(mine, warp_sums, total);
+  if (total > kCandidateCap) return false;
+  if (mine > 0) {
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      const uint64_t key = selectable(v[i]) ? rank_key(v[i], i * kThreads + tid) : 0;
+      if (key != 0 && key >= floor_key) cand[pos++] = key;
+    }
+  }
+  __syncthreads();
+  for (int c = tid; c < total; c += kThreads) {
+    const uint64_t key = cand[c];
+    int rank = 0;
+    for (int j = 0; j < total; ++j) rank += cand[j] > key;
+    if (rank < topk) dst[rank] = key_block(key);
+  }
+  for (int p = total + tid; p < topk; p += kThreads) dst[p] = -1;
+  return true;
+}
 
 template <typename LenT>
-__global__ void __launch_bounds__(kThreads) topk_from_scores_kernel(const float* __restrict__ score,
+__global__ void __launch_bounds__(kThreads, 1) topk_from_scores_kernel(const float* __restrict__ score,
                                                                     const LenT* __restrict__ seq_lens, int batch,
                                                                     int max_blocks, int64_t block_size, int topk,
                                                                     int* __restrict__ out) {
   __shared__ uint64_t bufs[kWarps][kBufCap];
   __shared__ int counts[kWarps];
+  __shared__ uint64_t floor_slot;
 
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
@@ -214,6 +305,12 @@ __global__ void __launch_bounds__(kThreads) topk_from_scores_kernel(const float*
   const int64_t len = max(static_cast<int64_t>(seq_lens[b]), static_cast<int64_t>(0));
   const int nb = static_cast<int>(min((len + block_size - 1) / block_size, static_cast<int64_t>(max_blocks)));
   const float* src = score + row * max_blocks;
+  int* dst = out + row * topk;
+
+  if (nb <= kRegisterBlocks) {
+    if (topk_from_registers(src, nb, topk, &bufs[0][0], counts, &floor_slot, dst)) return;
+    __syncthreads();  // the buffers are reused below
+  }
 
   WarpSelector sel;
   sel.init(bufs[warp], topk);
@@ -240,7 +337,6 @@ __global__ void __launch_bounds__(kThreads) topk_from_scores_kernel(const float*
     }
   }
   sel.cut(lane);
-  int* dst = out + row * topk;
   for (int p = lane; p < topk; p += 32) dst[p] = p < sel.count ? key_block(sel.buf[p]) : -1;
 }
 

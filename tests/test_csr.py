@@ -226,8 +226,8 @@ def test_native_matches_reference_grid(seed, topk):
 @pytest.mark.gpu
 @needs_cuda
 def test_native_large_hot_rows():
-    # One long request where every query picks block 0 and its local block: rows of 40k queries
-    # take the windowed bitmap path, other rows the small-segment path.
+    # One long request where every query picks block 0 and its local block: block 0's row holds all
+    # 40k queries, so its order must survive the sort across every query tile.
     gen = torch.Generator().manual_seed(3)
     t, blk, topk, hkv = 40_000, 128, 16, 2
     nb = -(-t // blk)

@@ -302,16 +302,53 @@ def test_triton_e4m3_and_bf16_rounding_match_torch():
     assert torch.equal(bf16.cpu().view(torch.int16), x.to(torch.bfloat16).view(torch.int16))
 
 
+@triton.jit
+def _e2m1_probe_kernel(v_ptr, code_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    code = kernels._e2m1_rne_magnitude(tl.load(v_ptr + offs, mask=mask, other=0.0))
+    tl.store(code_ptr + offs, code.to(tl.uint8), mask=mask)
+
+
+@pytest.mark.triton
+@needs_triton
+def test_triton_e2m1_rounding_matches_thresholds():
+    edges = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0])
+    g = torch.Generator().manual_seed(1)
+    v = torch.cat([
+        edges, torch.nextafter(edges, torch.zeros(())), torch.nextafter(edges, torch.full((), 1e9)),
+        torch.rand(3000, generator=g) * 7, torch.rand(500, generator=g) * 1e-3,
+        torch.tensor([1e-45, 1e-38, 100.0, 3.0e38, INF]),
+    ]).float()
+    codes = torch.empty(v.numel(), dtype=torch.uint8, device=TRITON_DEVICE)
+    _e2m1_probe_kernel[(triton.cdiv(v.numel(), 1024),)](v.to(TRITON_DEVICE), codes, v.numel(), BLOCK=1024)
+    assert torch.equal(codes.cpu(), ref.rne_e2m1_magnitude(v))
+
+
 def test_gate_cases_cover_every_launch_config():
     cases = kernels.gate_cases()
     names = {c.name for c in cases}
     assert len(names) == len(cases)
-    for cols in (1, 4, 5, 8, 9, 16, 256):
-        block_r, block_g = kernels.tile_config(ref.round_up(cols, 4))
-        assert f"nvfp4_quantize[bf16,G{block_g}]" in names and block_r * block_g * 16 == kernels.TILE_ELEMS
-        assert f"nvfp4_dequantize[bf16,G{block_g},global=1]" in names
+    for tname in ("bf16", "fp16"):
+        for groups, warps in kernels.QUANTIZE_CONFIGS:
+            for tag in ("", ",n16"):
+                assert f"nvfp4_quantize[{tname},G{groups},w{warps}{tag}]" in names
+    for words, warps in kernels.DEQUANTIZE_CONFIGS:
+        for apply_global in (0, 1):
+            for tag in ("", ",n16"):
+                assert f"nvfp4_dequantize[bf16,W{words},w{warps},global={apply_global}{tag}]" in names
     for case in cases:
         assert set(case.constexprs) <= set(case.signature)
+
+
+def test_launch_config_override():
+    assert kernels.launch_configs("") == (kernels.QUANTIZE_CONFIG, kernels.DEQUANTIZE_CONFIG)
+    q, d = kernels.QUANTIZE_CONFIGS[1], kernels.DEQUANTIZE_CONFIGS[2]
+    assert kernels.launch_configs(f"q={q[0]}x{q[1]}, d={d[0]}x{d[1]}") == (q, d)
+    with pytest.raises(ValueError, match="MSA_NVFP4_CONFIG"):
+        kernels.launch_configs("q=3x4")
+    with pytest.raises(ValueError, match="MSA_NVFP4_CONFIG"):
+        kernels.launch_configs("z=256x4")
 
 
 # ---------------------------------------------------------------- GPU

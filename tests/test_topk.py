@@ -110,6 +110,15 @@ def test_sparse_topk_more_slots_than_blocks():
     assert bool((got[:, 0, 3:] == -1).all())
 
 
+def test_signed_zeros_tie_to_lower_id():
+    # -0.0 == +0.0: the lower block id wins whatever the sign bit.
+    row = torch.tensor([0.0, -0.0, 0.0, -0.0, -1.0, -0.0])
+    got = topk_mod.native_topk_from_scores(row.view(1, 1, 6), torch.tensor([6]), 1, 4)
+    assert got[0, 0].tolist() == [0, 1, 2, 3]
+    got = topk_mod.sparse_topk_select(row.view(1, 6, 1), 3, 6)
+    assert got[0, 0].tolist() == [0, 1, 2]
+
+
 @pytest.mark.parametrize("topk", [1, 5, 32])
 def test_topk_from_scores_reference_matches_brute_force(topk):
     gen = torch.Generator().manual_seed(topk)
@@ -225,6 +234,44 @@ def test_topk_from_scores_native_matches_reference(heads, batch, m, topk):
     for lens in (seq_lens, seq_lens.to(torch.int32)):
         got = topk_mod.native_topk_from_scores(score.cuda(), lens.cuda(), 16, topk)
         assert torch.equal(got.cpu(), want)
+
+
+def signed_zero_scores(shape, gen):
+    """Only +-0.0 and a few +-1: every cut falls inside a run of equal scores of mixed sign."""
+    r = torch.rand(shape, generator=gen)
+    s = torch.where(r < 0.5, torch.zeros(shape), -torch.zeros(shape))
+    s = torch.where(r > 0.97, torch.ones(shape), s)
+    return torch.where(r < 0.03, -torch.ones(shape), s)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_native_signed_zero_ties():
+    gen = torch.Generator().manual_seed(5)
+    s = signed_zero_scores((3, 300, 40), gen)
+    nvp = torch.randint(0, 305, (40,), generator=gen, dtype=torch.int32)
+    want = ref_mod.sparse_topk_select(s, 16, nvp, 1, 1)
+    assert torch.equal(topk_mod.sparse_topk_select(s.cuda(), 16, nvp.cuda(), None, 1, 1).cpu(), want)
+    score = signed_zero_scores((4, 3, 9000), gen)
+    lens = torch.tensor([9000 * 16, 3000 * 16, 77 * 16])
+    want = ref_mod.native_topk_from_scores(score, lens, 16, 32)
+    assert torch.equal(topk_mod.native_topk_from_scores(score.cuda(), lens.cuda(), 16, 32).cpu(), want)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("topk", [16, 32, 64])
+def test_topk_from_scores_native_streaming_paths(topk):
+    # Rows over 8192 blocks stream; a score that only depends on the block id mod 256 puts whole
+    # per-thread strips above the register path's floor (over 512 candidates for topk >= 32), so
+    # those rows fall back to streaming too. Short rows of the same batch take the register path.
+    gen = torch.Generator().manual_seed(topk)
+    m = 20_000
+    score = torch.randn(2, 3, m, generator=gen)
+    score[:, 1] = (torch.arange(m) % 256).float() * (1 + torch.arange(2).view(2, 1))
+    lens = torch.tensor([m * 16, 8192 * 16, 5000 * 16])
+    want = ref_mod.native_topk_from_scores(score, lens, 16, topk)
+    assert torch.equal(topk_mod.native_topk_from_scores(score.cuda(), lens.cuda(), 16, topk).cpu(), want)
 
 
 @pytest.mark.gpu

@@ -5,6 +5,7 @@ Fails on a compile error or any register spill / stack frame in `-Xptxas -v`.
 The torch binding is syntax-checked against a generated registration.h.
 Runs on a CPU machine: the CPU torch wheel ships the CUDA headers.
 """
+import os
 import re
 import shutil
 import subprocess
@@ -22,11 +23,20 @@ GATE_CAPS = ("12.0", "12.1")
 CPU_WHEEL_DEFINES = ("-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE",)
 
 
+def cuda_home():
+    """The toolkit nvcc belongs to (a CPU torch does not look for one)."""
+    for cand in (os.environ.get("CUDA_HOME"), Path(shutil.which("nvcc") or "").resolve().parent.parent,
+                 "/usr/local/cuda"):
+        if cand and (Path(cand) / "include" / "cuda_runtime.h").exists():
+            return Path(cand)
+    raise SystemExit("nvcc_gate: no CUDA toolkit found (set CUDA_HOME)")
+
+
 def includes(scratch):
     from torch.utils import cpp_extension
 
-    paths = [scratch, ROOT / "torch-ext", ROOT / "csrc", *cpp_extension.include_paths("cuda"),
-             sysconfig.get_paths()["include"]]
+    paths = [scratch, ROOT / "torch-ext", ROOT / "csrc", *cpp_extension.include_paths(),
+             cuda_home() / "include", sysconfig.get_paths()["include"]]
     return [f"-I{p}" for p in paths]
 
 

@@ -7,7 +7,8 @@ cache are skipped. Workspace for split-K partials (`O_partial [S, rows, Hq, D]` 
 caching allocator makes that cheap) and once in `plan` by the wrapper.
 """
 import math
-from typing import Optional
+import os
+from typing import NamedTuple, Optional
 
 import torch
 from torch.library import triton_op, wrap_triton
@@ -25,7 +26,61 @@ MAX_TOPK = kernels.TOPK_P2
 SUPPORTED_HEAD_DIMS = (64, 128)
 SUPPORTED_BLK_KV = (64, 128, 256)
 _INTERPRETER_SM_COUNT = 8  # lets interpreter tests exercise the split path on small grids
+_INTERPRETER_ARCH = 12  # the interpreter runs the SM12x tile config
+WAVES = 4  # split until the grid holds ~WAVES programs per SM: enough loads in flight to hide latency
+CONFIG_ENV = "MSA_DECODE_CONFIG"  # e.g. "splits=8,block_n=128,warps=4,stages=3" (benchmark sweeps)
+_CONFIG_KEYS = ("splits", "block_n", "warps", "stages", "waves")
 _sm_counts = {}
+_arch_majors = {}
+
+
+class LaunchConfig(NamedTuple):
+    block_n: int
+    num_warps: int
+    num_stages: int
+
+
+def config_override():
+    """Parse MSA_DECODE_CONFIG ("key=int,..." with keys splits, block_n, warps, stages, waves)."""
+    text = os.environ.get(CONFIG_ENV, "").strip()
+    if not text:
+        return {}
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in _CONFIG_KEYS or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"{CONFIG_ENV}: bad item {item!r}; expected key=positive int, keys {_CONFIG_KEYS}")
+        out[key] = int(value)
+    if out.get("block_n", 64) not in (64, 128, 256):
+        raise ValueError(f"{CONFIG_ENV}: block_n must be 64, 128 or 256")
+    return out
+
+
+def _arch_major(device):
+    if device.type != "cuda":
+        return _INTERPRETER_ARCH
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _arch_majors:
+        _arch_majors[index] = torch.cuda.get_device_capability(index)[0]
+    return _arch_majors[index]
+
+
+def launch_config(device, group, blk_kv, kv_fp8, override=None):
+    """Tile config for this device; MSA_DECODE_CONFIG entries replace the defaults."""
+    override = config_override() if override is None else override
+    block_g = kernels.block_g_for(group, kv_fp8)
+    block_n, warps, stages = kernels.default_config(_arch_major(device), block_g, blk_kv, kv_fp8)
+    block_n = min(override.get("block_n", block_n), blk_kv)
+    return LaunchConfig(block_n, override.get("warps", warps), override.get("stages", stages))
+
+
+def split_work(topk, max_seqlen_k, blk_kv, block_n):
+    """Work items one (row, head) program walks: K/V tiles of the selected blocks (sparse,
+    `topk` slots) or of the whole visible length (dense, `topk is None`)."""
+    if topk is not None:
+        return topk * (blk_kv // block_n)
+    return math.ceil(max_seqlen_k / block_n)
 
 
 def _sm_count(device):
@@ -41,22 +96,28 @@ def out_dtype_for(q_dtype):
     return torch.bfloat16 if q_dtype in FP8_DTYPES else q_dtype
 
 
-def head_blocks(num_kv_heads, group):
+def head_blocks(num_kv_heads, group, kv_fp8=False):
     """Programs per query row along the head axis: one per KV head and head chunk."""
-    block_g = kernels.block_g_for(group)
+    block_g = kernels.block_g_for(group, kv_fp8)
     return num_kv_heads * math.ceil(group / block_g)
 
 
-def choose_num_splits(programs, work_items, sm_count, *, max_splits=MAX_SPLITS, max_grid_size=None):
-    """Split only when the (row, head) grid leaves SMs idle; aim for ~2 programs per SM.
+def choose_num_splits(programs, work_items, sm_count, *, max_splits=MAX_SPLITS, max_grid_size=None, waves=WAVES,
+                      override=None):
+    """Split the K/V tiles of each (row, head) program until the grid holds ~`waves` programs
+    per SM (decode is bound by loads in flight); a grid of >= waves-1 programs per SM is not split.
 
-    `work_items` = selected-block slots (sparse) or KV tiles (dense) one program walks.
-    Splits are rounded so every split gets the same number of slots.
+    `work_items` = K/V tiles one program walks (`split_work`). Splits are rounded so every
+    split gets the same number of tiles. MSA_DECODE_CONFIG's splits/waves replace the heuristic.
     """
-    if programs <= 0 or work_items <= 1 or programs >= sm_count:
+    override = config_override() if override is None else override
+    waves = override.get("waves", waves)
+    if "splits" in override:
+        splits = min(override["splits"], max(work_items, 1), max_splits)
+    elif programs <= 0 or work_items <= 1 or programs >= (waves - 1) * sm_count:
         splits = 1
     else:
-        splits = min(math.ceil(2 * sm_count / programs), work_items, max_splits)
+        splits = min(math.ceil(waves * sm_count / programs), work_items, max_splits)
     if max_grid_size is not None and max_grid_size > 0:
         splits = max(1, min(splits, max_grid_size // max(programs, 1)))
     per_split = math.ceil(work_items / splits) if work_items > 0 else 1
@@ -76,6 +137,7 @@ def sparse_decode_fwd(
     k_scale: Optional[torch.Tensor], v_scale: Optional[torch.Tensor], out: torch.Tensor, lse: torch.Tensor,
     o_partial: Optional[torch.Tensor], lse_partial: Optional[torch.Tensor],
     seqlen_q: int, blk_kv: int, causal: bool, softmax_scale: float, num_splits: int,
+    block_n: int, num_warps: int, num_stages: int,
 ) -> None:
     """Launch: `req_rows is None` selects the paged layout (`table` = page_table), else the
     token-slot layout (`table` = req_to_token, `req_rows` = slot_ids as int32)."""
@@ -83,7 +145,8 @@ def sparse_decode_fwd(
     paged = req_rows is None
     num_kv_heads = k.shape[1]
     group = num_heads_q // num_kv_heads
-    block_g = kernels.block_g_for(group)
+    kv_fp8 = k.dtype in FP8_DTYPES
+    block_g = kernels.block_g_for(group, kv_fp8)
     split = num_splits > 1
     qk_scale_log2 = softmax_scale * LOG2E
     if paged:
@@ -94,7 +157,7 @@ def sparse_decode_fwd(
         v_strides = (v.stride(0), v.stride(1), 0)
     topk = 0 if q2k_indices is None else q2k_indices.shape[2]
     idx_strides = (0, 0) if q2k_indices is None else (q2k_indices.stride(0), q2k_indices.stride(1))
-    grid = (rows, head_blocks(num_kv_heads, group), num_splits)
+    grid = (rows, head_blocks(num_kv_heads, group, kv_fp8), num_splits)
     wrap_triton(kernels.sparse_decode_kernel)[grid](
         q, k, v, seqused_k if q2k_indices is None else q2k_indices, seqused_k, table,
         seqused_k if paged else req_rows,
@@ -107,9 +170,8 @@ def sparse_decode_fwd(
         *k_strides, *v_strides, *idx_strides,
         table.stride(0),
         int(causal), int(sink is not None and not split), int(k_scale is not None), int(v_scale is not None),
-        HEAD_DIM=head_dim, BLOCK_G=block_g, BLOCK_N=kernels.BLOCK_N, TOPK_P2=kernels.TOPK_P2,
-        PAGED=paged, SPARSE=q2k_indices is not None,
-        num_warps=kernels.num_warps_for(block_g), num_stages=kernels.NUM_STAGES,
+        HEAD_DIM=head_dim, BLOCK_G=block_g, BLOCK_N=block_n, TOPK_P2=kernels.TOPK_P2,
+        PAGED=paged, SPARSE=q2k_indices is not None, num_warps=num_warps, num_stages=num_stages,
     )
     if split:
         wrap_triton(kernels.split_merge_kernel)[(rows, num_heads_q)](
@@ -260,15 +322,18 @@ def sparse_decode_atten_func(q, k, v, q2k_indices=None, *, page_table, seqused_k
     lse = torch.empty(rows, num_heads_q, dtype=torch.float32, device=q.device)
     if rows == 0:
         return _finish(out, lse, return_softmax_lse)
-    work = q2k_indices.shape[2] if q2k_indices is not None else math.ceil(max_seqlen_k / kernels.BLOCK_N)
-    num_splits = choose_num_splits(rows * head_blocks(num_kv_heads, num_heads_q // num_kv_heads), work,
-                                   _sm_count(q.device), max_splits=max_splits or MAX_SPLITS)
+    override = config_override()
+    cfg = launch_config(q.device, num_heads_q // num_kv_heads, blk_kv, k.dtype in FP8_DTYPES, override)
+    work = split_work(None if q2k_indices is None else q2k_indices.shape[2], max_seqlen_k, blk_kv, cfg.block_n)
+    programs = rows * head_blocks(num_kv_heads, num_heads_q // num_kv_heads, k.dtype in FP8_DTYPES)
+    num_splits = choose_num_splits(programs, work,
+                                   _sm_count(q.device), max_splits=max_splits or MAX_SPLITS, override=override)
     if num_splits > 1 and O_partial is None:
         O_partial = torch.empty(num_splits, rows, num_heads_q, head_dim, dtype=torch.float32, device=q.device)
         LSE_partial = torch.empty(num_splits, rows, num_heads_q, dtype=torch.float32, device=q.device)
     sparse_decode_fwd(q, k, v, q2k_indices, seqused_k, page_table, None, None, k_scale, v_scale, out, lse,
                       O_partial if num_splits > 1 else None, LSE_partial if num_splits > 1 else None,
-                      seqlen_q, blk_kv, bool(causal), scale, num_splits)
+                      seqlen_q, blk_kv, bool(causal), scale, num_splits, *cfg)
     return _finish(out, lse, return_softmax_lse)
 
 
@@ -335,19 +400,22 @@ class SparseDecodePagedAttentionWrapper:
 
     def _allocate(self, num_qo_heads, num_kv_heads, device):
         max_grid_size, fixed_split_size, disable_split_kv = self._split_options
-        if self.q2k_indices is not None:
-            work, slots_per_block = self.q2k_indices.shape[2], 1
-        else:
-            work = math.ceil(self.max_seqlen_k / kernels.BLOCK_N)
-            slots_per_block = self.blk_kv // kernels.BLOCK_N
+        override = config_override()
+        # The KV dtype is known at run: keep the config of each (same BLOCK_N, so same splits).
+        self.configs = {fp8: launch_config(device, num_qo_heads // num_kv_heads, self.blk_kv, fp8, override)
+                        for fp8 in (False, True)}
+        self.config = self.configs[False]
+        topk = None if self.q2k_indices is None else self.q2k_indices.shape[2]
+        work = split_work(topk, self.max_seqlen_k, self.blk_kv, self.config.block_n)
         programs = self.rows * head_blocks(num_kv_heads, num_qo_heads // num_kv_heads)
         if disable_split_kv or work == 0:
             splits = 1
-        elif fixed_split_size is not None:
-            per_split = fixed_split_size * slots_per_block
+        elif fixed_split_size is not None:  # KV blocks per split
+            per_split = fixed_split_size * (self.blk_kv // self.config.block_n)
             splits = min(math.ceil(work / per_split), MAX_SPLITS)
         else:
-            splits = choose_num_splits(programs, work, _sm_count(device), max_grid_size=max_grid_size)
+            splits = choose_num_splits(programs, work, _sm_count(device), max_grid_size=max_grid_size,
+                                       override=override)
         if max_grid_size is not None:
             splits = max(1, min(splits, max_grid_size // max(programs, 1)))
         self.num_qo_heads, self.num_kv_heads, self.num_splits = num_qo_heads, num_kv_heads, splits
@@ -405,5 +473,6 @@ class SparseDecodePagedAttentionWrapper:
         if rows:
             sparse_decode_fwd(q, k, v, self.q2k_indices, self.seqused_k, self.page_table, None, None, k_scale,
                               v_scale, out, lse, self.o_partial, self.lse_partial, self.seqlen_q, self.blk_kv,
-                              self.causal, scale, self.num_splits)
+                              self.causal, scale, self.num_splits,
+                              *self.configs[k.dtype in FP8_DTYPES])
         return _finish(out, lse, return_softmax_lse)

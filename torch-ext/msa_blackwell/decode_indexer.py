@@ -45,14 +45,18 @@ def _num_sms(device):
 @triton_op(add_op_namespace_prefix("decode_index_block_scores"), mutates_args=())
 def _decode_block_scores_op(
     q: torch.Tensor, k_cache: torch.Tensor, req_to_token: torch.Tensor, slot_ids: torch.Tensor,
-    seq_lens: torch.Tensor, block_size: int, max_blocks: int, k_scale: float,
+    seq_lens: torch.Tensor, block_size: int, max_blocks: int, k_scale: float, init_blocks: int = 0,
+    local_blocks: int = 0,
 ) -> torch.Tensor:
+    """Block scores [H, B, max_blocks]; the forced blocks (first init_blocks, last local_blocks) are +inf."""
     out = torch.empty((q.shape[1], q.shape[0], max_blocks), dtype=torch.float32, device=q.device)
     if q.shape[0] == 0 or max_blocks == 0:
         return out
-    half = torch.float16 if q.dtype == torch.float16 else torch.bfloat16
+    # FP8 keys are exact in fp16 (hardware e4m3x2 -> f16x2 converts); Q is clamped to fp16 range in-kernel
+    half = torch.float16 if q.dtype == torch.float16 or k_cache.dtype in FP8_DTYPES else torch.bfloat16
     kernels.launch_decode_block_scores(wrap_triton, q, k_cache, req_to_token, slot_ids, seq_lens, out, block_size,
-                                       k_scale, dot_dtype_for(q, half), _num_sms(q.device))
+                                       k_scale, init_blocks, local_blocks, dot_dtype_for(q, half),
+                                       _num_sms(q.device))
     return out
 
 
@@ -168,13 +172,14 @@ def _decode_indexer(fast, q, sink, k_cache, v_cache, req_to_token, seq_lens, max
     if fast:
         if block_size & (block_size - 1) or block_size < 16:
             raise ValueError(f"block_size must be a power of two >= 16 for the Triton path, got {block_size}")
-        scores = _decode_block_scores_op(q, k_cache, req_to_token, slot_ids, seq_lens, block_size, max_blocks, ks)
+        scores = _decode_block_scores_op(q, k_cache, req_to_token, slot_ids, seq_lens, block_size, max_blocks, ks,
+                                         init_blocks, local_blocks)
         from .topk import native_topk_from_scores
     else:
         scores = decode_block_scores_reference(q, k_cache, req_to_token, seq_lens, slot_ids, block_size, max_blocks,
                                                ks)
+        scores = force_blocks(scores, seq_lens, block_size, init_blocks, local_blocks)
         native_topk_from_scores = native_topk_reference
-    scores = force_blocks(scores, seq_lens, block_size, init_blocks, local_blocks)
     topk_idx = native_topk_from_scores(scores, seq_lens, block_size, topk)
     o = None
     if not disable_index_value:

@@ -7,17 +7,20 @@ kernel as the paged path reads the cache in place (token-granular gather).
 import torch
 
 from ._backend import use_triton
-from ._checks import check_int, check_same_device, check_shape, check_tensor
+from ._checks import FP8_DTYPES, check_int, check_same_device, check_shape, check_tensor
 from .decode import (
     MAX_SPLITS,
     _sm_count,
+    config_override,
     check_decode_q,
     check_kv_dtype,
     check_selection,
     choose_num_splits,
     head_blocks,
+    launch_config,
     out_dtype_for,
     sparse_decode_fwd,
+    split_work,
 )
 from .reference.attention import default_scale
 from .reference.decode import token_slot_decode_reference
@@ -75,12 +78,12 @@ def token_slot_decode(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_id
     lse = torch.empty(batch, num_heads_q, dtype=torch.float32, device=q.device)
     if batch == 0:
         return (out, lse) if return_softmax_lse else out
-    if topk_idx is not None:
-        work = topk_idx.shape[2]
-    else:
-        work = -(-req_to_token.shape[1] // 64)
+    override = config_override()
+    cfg = launch_config(q.device, num_heads_q // num_kv_heads, block_size, k_cache.dtype in FP8_DTYPES, override)
+    work = split_work(None if topk_idx is None else topk_idx.shape[2], req_to_token.shape[1], block_size,
+                      cfg.block_n)
     num_splits = choose_num_splits(batch * head_blocks(num_kv_heads, num_heads_q // num_kv_heads), work,
-                                   _sm_count(q.device), max_splits=MAX_SPLITS)
+                                   _sm_count(q.device), max_splits=MAX_SPLITS, override=override)
     o_partial = lse_partial = None
     if num_splits > 1:
         o_partial = torch.empty(num_splits, batch, num_heads_q, head_dim, dtype=torch.float32, device=q.device)
@@ -88,7 +91,7 @@ def token_slot_decode(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_id
     sink32 = None if sink is None else sink.float().contiguous()
     sparse_decode_fwd(q, k_cache, v_cache, topk_idx, seq_lens.to(torch.int32), req_to_token,
                       slot_ids.to(torch.int32), sink32, k_scale, v_scale, out, lse, o_partial, lse_partial,
-                      1, block_size, True, scale, num_splits)
+                      1, block_size, True, scale, num_splits, *cfg)
     return (out, lse) if return_softmax_lse else out
 
 

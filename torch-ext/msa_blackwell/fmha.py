@@ -163,8 +163,8 @@ def _check_operands(q, k, v, plan):
         if t.stride(-1) != 1:
             raise ValueError(f"{name} must have a contiguous last dim")
     d = q.shape[2]
-    if d not in (16, 32, 64, 128, 256):
-        raise ValueError(f"q head dim must be a power of two in 16..256, got {d}")
+    if d not in kernels.HEAD_DIMS:
+        raise ValueError(f"q head dim must be one of {kernels.HEAD_DIMS}, got {d}")
     check_shape("q", q, (plan.total_q, plan.num_qo_heads, d))
     if plan.page_size > 0:
         check_shape("k", k, (None, plan.num_kv_heads, plan.page_size, d))

@@ -29,14 +29,32 @@ def _fp4_block_scores_op(
     kv_indices: torch.Tensor, qo_offset: Optional[torch.Tensor], max_seqlen_q: int, num_blocks: int,
     group: int, mxfp4: bool, preordered: bool, causal: bool,
 ) -> torch.Tensor:
-    out = torch.empty((q_fp4.shape[1], num_blocks, q_fp4.shape[0]), dtype=torch.float32, device=q_fp4.device)
-    if q_fp4.shape[0] == 0 or num_blocks == 0 or cu_seqlens_q.shape[0] < 2:
+    """Dequantize Q and K once (each key is decoded once, not once per query tile), then score
+    with the block-max kernel of the proxy FMHA: every product e2m1 * scale is exact in BF16."""
+    total_q, hq, half_d = q_fp4.shape
+    out = torch.empty((hq, num_blocks, total_q), dtype=torch.float32, device=q_fp4.device)
+    if total_q == 0 or num_blocks == 0 or cu_seqlens_q.shape[0] < 2:
         return out.fill_(float("-inf"))
-    kernels.launch_fp4_block_scores(
-        wrap_triton, q_fp4, k_fp4, q_scale, k_scale, cu_seqlens_q, cu_seqlens_k, cu_page_offsets, kv_indices,
-        qo_offset, out, max_seqlen_q, group, mxfp4, preordered, causal, dot_dtype_for(q_fp4),
+    dot = dot_dtype_for(q_fp4)
+    work_dtype = torch.bfloat16 if q_fp4.is_cuda else torch.float32
+    q = torch.empty((total_q, hq, 2 * half_d), dtype=work_dtype, device=q_fp4.device)
+    k = torch.empty(k_fp4.shape[:3] + (2 * half_d,), dtype=work_dtype, device=q_fp4.device)
+    kernels.launch_fp4_dequant(wrap_triton, q_fp4, q_scale, q, hq, triton_cdiv(total_q, SCORE_BLOCK), group, mxfp4,
+                               preordered, True)
+    if k.numel():
+        kernels.launch_fp4_dequant(wrap_triton, k_fp4, k_scale, k, hq, 1, group, mxfp4, preordered, False)
+    if causal and qo_offset is None:
+        q_lens = cu_seqlens_q[1:] - cu_seqlens_q[:-1]
+        qo_offset = (cu_seqlens_k[1:] - cu_seqlens_k[:-1] - q_lens).to(torch.int32)
+    kernels.launch_proxy_fmha(
+        wrap_triton, q, k, k, q[:1], out, cu_seqlens_q, cu_seqlens_k, cu_page_offsets, kv_indices,
+        qo_offset if causal else cu_seqlens_q, max_seqlen_q, SCORE_BLOCK, causal, False, True, 1.0, 1.0, 1.0, dot,
     )
     return out
+
+
+def triton_cdiv(a, b):
+    return -(-a // b)
 
 
 def fp4_indexer_block_scores(
@@ -73,8 +91,8 @@ def fp4_indexer_block_scores(
     if hkv == 0 or hq % hkv != 0:
         raise ValueError(f"q_fp4 heads ({hq}) must be a multiple of k_fp4 heads ({hkv})")
     group = FP4_GROUP[fp4_format]
-    if (2 * half_d) % group != 0 or half_d < 16:
-        raise ValueError(f"head dim {2 * half_d} must be a multiple of {group} and >= 32 for {fp4_format}")
+    if 2 * half_d not in kernels.HEAD_DIMS:
+        raise ValueError(f"head dim {2 * half_d} must be one of {kernels.HEAD_DIMS}")
     groups = 2 * half_d // group
     q_scale = check_fp4_scales("q_scale", q_scale, fp4_format, scale_layout, (total_q, hq, groups), hq, total_q)
     k_scale = check_fp4_scales("k_scale", k_scale, fp4_format, scale_layout, (total_pages, hkv, SCORE_BLOCK, groups),

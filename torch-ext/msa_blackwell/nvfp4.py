@@ -54,7 +54,9 @@ def _quantize_op(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Ten
     cols = d // 16
     padded_rows, padded_cols = ref.round_up(rows, 128), ref.round_up(cols, 4)
     data = x.new_empty((rows, d // 2), dtype=torch.uint8)
-    scale = x.new_empty((padded_rows * padded_cols,), dtype=torch.uint8)
+    # the kernel writes only the logical scales; padding bytes must read 0
+    padded = padded_rows != rows or padded_cols != cols
+    scale = (x.new_zeros if padded else x.new_empty)((padded_rows * padded_cols,), dtype=torch.uint8)
     global_scale = x.new_ones((1,), dtype=torch.float32)
     if rows == 0:
         return data, scale, global_scale
@@ -63,12 +65,11 @@ def _quantize_op(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Ten
     torch.library.wrap_triton(kernels.nvfp4_amax_kernel)[(n_programs,)](
         x, amax, x.numel(), tiles_per_program, BLOCK=kernels.AMAX_BLOCK, num_warps=kernels.NUM_WARPS,
     )
-    block_r, block_g = kernels.tile_config(padded_cols)
-    grid = (triton.cdiv(padded_rows, block_r), triton.cdiv(padded_cols, block_g))
-    torch.library.wrap_triton(kernels.nvfp4_quantize_kernel)[grid](
-        x, amax, global_scale, data, scale,
-        rows, padded_rows, d, padded_cols, padded_cols // 4,
-        BLOCK_R=block_r, BLOCK_G=block_g, num_warps=kernels.NUM_WARPS,
+    (groups, warps), _ = kernels.launch_configs()
+    n_groups = rows * cols
+    torch.library.wrap_triton(kernels.nvfp4_quantize_kernel)[(triton.cdiv(n_groups, groups),)](
+        x, amax, global_scale, data, scale, n_groups, cols, padded_cols // 4,
+        GROUPS=groups, num_warps=warps,
     )
     return data, scale, global_scale
 
@@ -82,12 +83,12 @@ def _dequantize_op(
     out = data.new_empty((rows, d), dtype=torch.bfloat16)
     if rows == 0:
         return out
-    padded_cols = ref.round_up(d // 16, 4)
-    block_r, block_g = kernels.tile_config(padded_cols)
-    grid = (triton.cdiv(rows, block_r), triton.cdiv(d // 16, block_g))
-    torch.library.wrap_triton(kernels.nvfp4_dequantize_kernel)[grid](
-        data, scale, global_scale, out, rows, d, padded_cols // 4,
-        BLOCK_R=block_r, BLOCK_G=block_g, APPLY_GLOBAL=apply_global, num_warps=kernels.NUM_WARPS,
+    cols = d // 16
+    _, (words, warps) = kernels.launch_configs()
+    n_groups = rows * cols
+    torch.library.wrap_triton(kernels.nvfp4_dequantize_kernel)[(triton.cdiv(2 * n_groups, words),)](
+        data.view(torch.int32), scale, global_scale, out, n_groups, cols, ref.round_up(cols, 4) // 4,
+        WORDS=words, APPLY_GLOBAL=apply_global, num_warps=warps,
     )
     return out
 
@@ -155,8 +156,11 @@ def dequantize_nvfp4_128x4_to_bf16(qx, *, include_global_scale=True):
     """Nvfp4QuantizedTensor -> BF16 tensor of `qx.original_shape` (value = e2m1 * scale * global)."""
     rows, cols = _check_quantized(qx)
     if use_triton(qx.data):
+        data = qx.data.contiguous().reshape(rows, cols * 8)
+        if data.data_ptr() % 4:
+            data = data.clone()  # the kernel reads the codes as int32 words
         out = _dequantize_op(
-            qx.data.contiguous().reshape(rows, cols * 8), qx.scale_128x4.contiguous().reshape(-1),
+            data, qx.scale_128x4.contiguous().reshape(-1),
             qx.global_scale.reshape(1), bool(include_global_scale),
         )
         return out.reshape(qx.original_shape)

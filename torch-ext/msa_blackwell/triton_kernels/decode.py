@@ -11,9 +11,16 @@ import triton.language as tl
 from .gate import GateCase
 
 LN2 = tl.constexpr(0.6931471805599453)
-BLOCK_N = 64  # tokens per K/V tile; divides every supported blk_kv
 TOPK_P2 = 64  # selection vector width (topK <= 64)
 MERGE_BLOCK_S = 16  # splits merged per step
+
+
+
+# e4m3 -> fp16 (exact), 4 per asm instance. Triton sinks pure casts past the shared-memory
+# staging of a dot operand, where V's transposed 8-bit read becomes one byte per load; an asm
+# marked impure stays in the load layout, so V is staged as fp16 and read with ldmatrix.
+FP8_TO_FP16_ASM = tl.constexpr(
+    "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.rn.f16x2.e4m3x2 $0, lo; cvt.rn.f16x2.e4m3x2 $1, hi; }")
 
 
 @triton.jit
@@ -42,6 +49,14 @@ def sparse_decode_kernel(
     b = row // seqlen_q
     qi = row % seqlen_q
 
+    offs_g = tl.arange(0, BLOCK_G)
+    offs_d = tl.arange(0, HEAD_DIM)
+    offs_n = tl.arange(0, BLOCK_N)
+    if SPARSE:
+        # Issued before the length load: the two loads overlap instead of chaining.
+        offs_s = tl.arange(0, TOPK_P2)
+        ids = tl.load(idx_ptr + kvh.to(tl.int64) * stride_ih + row.to(tl.int64) * stride_it + offs_s,
+                      mask=offs_s < topk, other=-1)
     kv_len = tl.maximum(tl.load(seqused_ptr + b), 0)
     if PAGED:
         table_base = table_ptr + b.to(tl.int64) * stride_table
@@ -50,41 +65,51 @@ def sparse_decode_kernel(
         req_ok = (req >= 0) & (req < table_rows)
         kv_len = tl.where(req_ok, kv_len, 0)
         table_base = table_ptr + tl.where(req_ok, req, 0).to(tl.int64) * stride_table
-    # Bottom-right causal: query qi sits at kv_len - seqlen_q + qi.
-    vis_end = tl.maximum(kv_len - causal * (seqlen_q - 1 - qi), 0)
-
-    offs_g = tl.arange(0, BLOCK_G)
-    offs_d = tl.arange(0, HEAD_DIM)
-    offs_n = tl.arange(0, BLOCK_N)
     g_ok = (g0 + offs_g) < group
     head = kvh * group + g0 + offs_g
     q = tl.load(q_ptr + row.to(tl.int64) * stride_qt + head[:, None] * stride_qh + offs_d[None, :],
                 mask=g_ok[:, None], other=0.0)
-    if q.dtype == tl.float8e4nv:
-        q = q.to(tl.bfloat16)
+    # Bottom-right causal: query qi sits at kv_len - seqlen_q + qi.
+    vis_end = tl.maximum(kv_len - causal * (seqlen_q - 1 - qi), 0)
+
     # torch.compile passes Python floats as fp64 scalars: pin the softmax math to fp32.
     qk_scale_log2 = tl.cast(qk_scale_log2, tl.float32)
     qk_scale = qk_scale_log2
     if has_k_scale:
         qk_scale = qk_scale * tl.load(k_scale_ptr)
+    if k_ptr.dtype.element_ty == tl.float8e4nv:
+        # FP8 K/V run the MMAs in fp16: e4m3 -> fp16 is one exact instruction per pair (bf16
+        # needs a second conversion). A bf16 Q is scaled by a power of two into fp16 range
+        # (exact); the scale comes back out through qk_scale.
+        if q.dtype == tl.bfloat16:
+            q32 = q.to(tl.float32)
+            amax = tl.max(tl.max(tl.abs(q32), axis=1), axis=0)
+            q_exp = tl.floor(tl.log2(tl.maximum(amax, 1e-30)))
+            q_mul = tl.exp2(8.0 - q_exp)
+            q_mma = (q32 * q_mul).to(tl.float16)
+            qk_scale = qk_scale / q_mul
+        else:
+            q_mma = q.to(tl.float16)
+    else:
+        q_mma = q
 
     sub_tiles = blk_kv // BLOCK_N
     if SPARSE:
-        offs_s = tl.arange(0, TOPK_P2)
-        ids = tl.load(idx_ptr + kvh.to(tl.int64) * stride_ih + row.to(tl.int64) * stride_it + offs_s,
-                      mask=offs_s < topk, other=-1)
         nb = tl.cdiv(vis_end, blk_kv)  # blocks past the causal end hold nothing visible
         earlier_same = (ids[:, None] == ids[None, :]) & (offs_s[None, :] < offs_s[:, None])
         is_dup = tl.max(earlier_same.to(tl.int32), axis=1) > 0
         ids = tl.where((ids >= 0) & (ids < nb) & (~is_dup), ids, -1)
-        per_split = tl.cdiv(topk, num_splits)
-        it_begin = split * per_split * sub_tiles
-        it_end = tl.minimum((split + 1) * per_split, topk) * sub_tiles
+        if PAGED:
+            # Every selected page is looked up once, up front: no page-table load in the loop.
+            pages = tl.load(table_base + ids, mask=(ids >= 0) & (ids < table_cols), other=-1)
+            pages = tl.where((pages >= 0) & (pages < cache_rows), pages, -1)
+            ids = tl.where(pages >= 0, ids, -1)
+        n_tiles = topk * sub_tiles
     else:
         n_tiles = tl.cdiv(vis_end, BLOCK_N)
-        per_split = tl.cdiv(n_tiles, num_splits)
-        it_begin = split * per_split
-        it_end = tl.minimum(it_begin + per_split, n_tiles)
+    per_split = tl.cdiv(n_tiles, num_splits)
+    it_begin = split * per_split
+    it_end = tl.minimum(it_begin + per_split, n_tiles)
 
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
@@ -94,22 +119,28 @@ def sparse_decode_kernel(
     for it in range(it_begin, it_end):
         if SPARSE:
             slot = it // sub_tiles
-            block_id = tl.max(tl.where(offs_s == slot, ids, -1), axis=0)
+            pick = offs_s == slot
+            block_id = tl.max(tl.where(pick, ids, -1), axis=0)
             tok0 = block_id * blk_kv + (it - slot * sub_tiles) * BLOCK_N
-            tile_ok = block_id >= 0
+            pos = tok0 + offs_n
+            tok_ok = (block_id >= 0) & (pos < vis_end)
+            if PAGED:
+                page = tl.max(tl.where(pick, pages, -1), axis=0)
+                in_page = pos - block_id * blk_kv
+                k_rows = page.to(tl.int64) * stride_kc + k_head_off + in_page * stride_kt
+                v_rows = page.to(tl.int64) * stride_vc + v_head_off + in_page * stride_vt
         else:
             tok0 = it * BLOCK_N
-            tile_ok = tok0 < vis_end
-        pos = tok0 + offs_n
-        tok_ok = tile_ok & (pos < vis_end)
-        if PAGED:
-            page_idx = tok0 // blk_kv
-            page = tl.load(table_base + page_idx, mask=tile_ok & (page_idx < table_cols), other=-1)
-            tok_ok = tok_ok & (page >= 0) & (page < cache_rows)
-            in_page = pos - page_idx * blk_kv
-            k_rows = page.to(tl.int64) * stride_kc + k_head_off + in_page * stride_kt
-            v_rows = page.to(tl.int64) * stride_vc + v_head_off + in_page * stride_vt
-        else:
+            pos = tok0 + offs_n
+            tok_ok = pos < vis_end
+            if PAGED:
+                page_idx = tok0 // blk_kv
+                page = tl.load(table_base + page_idx, mask=(tok0 < vis_end) & (page_idx < table_cols), other=-1)
+                tok_ok = tok_ok & (page >= 0) & (page < cache_rows)
+                in_page = pos - page_idx * blk_kv
+                k_rows = page.to(tl.int64) * stride_kc + k_head_off + in_page * stride_kt
+                v_rows = page.to(tl.int64) * stride_vc + v_head_off + in_page * stride_vt
+        if not PAGED:
             slot_id = tl.load(table_base + pos, mask=tok_ok & (pos < table_cols), other=-1)
             tok_ok = tok_ok & (slot_id >= 0) & (slot_id < cache_rows)
             k_rows = slot_id.to(tl.int64) * stride_kc + k_head_off
@@ -117,16 +148,22 @@ def sparse_decode_kernel(
         # Host validation makes every cache stride a multiple of 16 elements: 16-byte vector loads.
         k_rows = tl.multiple_of(k_rows, 16)
         v_rows = tl.multiple_of(v_rows, 16)
+        # K and V are both issued before the math, so the V fetch overlaps QK and the softmax.
         k = tl.load(k_ptr + k_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
-        qk = tl.dot(q, tl.trans(k.to(q.dtype))) * qk_scale
+        v = tl.load(v_ptr + v_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
+        if k_ptr.dtype.element_ty == tl.float8e4nv:
+            k = tl.inline_asm_elementwise(FP8_TO_FP16_ASM, "=r,=r,r", [k.to(tl.uint8, bitcast=True)],
+                                          dtype=tl.float16, is_pure=False, pack=4)
+            v = tl.inline_asm_elementwise(FP8_TO_FP16_ASM, "=r,=r,r", [v.to(tl.uint8, bitcast=True)],
+                                          dtype=tl.float16, is_pure=False, pack=4)
+        qk = tl.dot(q_mma, tl.trans(k.to(q_mma.dtype))) * qk_scale
         qk = tl.where(tok_ok[None, :], qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp2(m_i - m_safe)
         p = tl.exp2(qk - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_ptr + v_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
+        acc = acc * alpha[:, None] + tl.dot(p.to(q_mma.dtype), v.to(q_mma.dtype))
         m_i = m_new
 
     if has_v_scale:
@@ -199,16 +236,21 @@ def split_merge_kernel(
     tl.store(lse_ptr + out_row, tl.where(denom == 0.0, float("-inf"), (m + tl.log2(d_safe)) * LN2))
 
 
-def block_g_for(group):
-    """Rows of the head tile: >= 16 for tl.dot, at most 64 (larger groups use head chunks)."""
-    return min(max(16, triton.next_power_of_2(group)), 64)
+def block_g_for(group, kv_fp8=False):
+    """Rows of the head tile: >= 16 for tl.dot, at most 64 (32 for FP8 K/V, whose fp16 staging
+    spills at 64 rows on SM12x); larger groups use head chunks."""
+    return min(max(16, triton.next_power_of_2(group)), 32 if kv_fp8 else 64)
 
 
 def num_warps_for(block_g):
     return 8 if block_g >= 32 else 4
 
 
-NUM_STAGES = 2
+def default_config(arch_major, block_g, blk_kv, kv_fp8):
+    """(BLOCK_N, num_warps, num_stages). Hopper (228 KB smem) takes 128-token tiles; SM12x
+    (101 KB) and everything else 64 (a 128-token fp8 tile staged as fp16 needs 100 KB)."""
+    block_n = 128 if arch_major == 9 and blk_kv >= 128 else 64
+    return block_n, num_warps_for(block_g), 2
 
 # (q dtype, kv dtype, out dtype) combinations the launcher accepts.
 DTYPE_KINDS = (
@@ -241,7 +283,8 @@ def gate_cases():
     cases = []
     for q_t, kv_t, out_t in DTYPE_KINDS:
         for head_dim in (64, 128):
-            for block_g in (16, 32, 64):
+            for block_g in sorted({block_g_for(g, kv_t == "fp8e4nv") for g in (16, 32, 64)}):
+                block_n, num_warps, num_stages = default_config(12, block_g, 128, kv_t == "fp8e4nv")
                 for paged in (True, False):
                     for sparse in (True, False):
                         tag = "{}q,{}kv,D{},G{},{},{}".format(
@@ -249,9 +292,9 @@ def gate_cases():
                         cases.append(GateCase(
                             name="sparse_decode[" + tag + "]", fn=sparse_decode_kernel,
                             signature=_decode_signature(q_t, kv_t, out_t),
-                            constexprs={"HEAD_DIM": head_dim, "BLOCK_G": block_g, "BLOCK_N": BLOCK_N,
+                            constexprs={"HEAD_DIM": head_dim, "BLOCK_G": block_g, "BLOCK_N": block_n,
                                         "TOPK_P2": TOPK_P2, "PAGED": paged, "SPARSE": sparse},
-                            num_warps=num_warps_for(block_g), num_stages=NUM_STAGES))
+                            num_warps=num_warps, num_stages=num_stages))
     merge_kinds = sorted({(q_t, out_t) for q_t, _, out_t in DTYPE_KINDS})
     for q_t, out_t in merge_kinds:
         for head_dim in (64, 128):

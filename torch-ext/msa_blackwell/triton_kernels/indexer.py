@@ -1,8 +1,13 @@
-"""Index-branch kernels: the FP4 prefill block scorer, the dense proxy FMHA, the decode block scorer.
+"""Index-branch kernels: FP4 dequantization, the dense/paged proxy FMHA (block-max scorer), the decode block scorer.
 
-All three compute raw q·k block maxima; each program covers every query head of one KV
-head group so a key tile is loaded (and, for FP4, decoded) once for the whole group.
-Rows of a program are (token, head-in-group) pairs: row m = token (m // HEADS_P2), head (m % HEADS_P2).
+Every scorer computes raw q·k maxima per key block. A program covers up to 16 query heads of one
+KV head group, so a key tile is loaded once for all of them. Rows of a program are
+(token, head-in-chunk) pairs: row m = token m // heads_per_prog, head m % heads_per_prog; the
+rows-per-program count M is the only shape constexpr, so any group size maps onto a fixed,
+gate-listed set of specialisations.
+
+`TUNING` overrides launcher defaults for benchmark sweeps only (benchmarks/sweep_indexer.py);
+production launches never set it, so `gate_cases()` lists exactly the default configs.
 """
 import triton
 import triton.language as tl
@@ -10,6 +15,10 @@ import triton.language as tl
 from .gate import GateCase
 
 SCORE_BLOCK = 128  # key tokens per scored block / max_score tile
+MAX_HEADS_PER_PROGRAM = 16
+HEAD_DIMS = (32, 64, 128)  # fmha_sm12x / fp4 scorer head dims (validated by the public functions)
+DECODE_HEAD_DIMS = (16, 32, 64, 128, 256)
+TUNING = {}
 
 
 def _next_pow2(x):
@@ -17,21 +26,24 @@ def _next_pow2(x):
 
 
 def heads_per_program(group_size, min_rows=1):
-    return max(min_rows, _next_pow2(group_size))
+    """Query heads of one group handled by a program: a power of two <= 16 (larger groups split)."""
+    return max(min_rows, min(_next_pow2(group_size), MAX_HEADS_PER_PROGRAM))
 
 
-# --------------------------------------------------------------------------- FP4 decoding
+def _tuned(name, default):
+    return TUNING.get(name, default)
+
+
+# --------------------------------------------------------------------------- FP4 dequantization
 
 
 @triton.jit
 def _e2m1_value(code):
-    """4-bit E2M1 code (int32) -> float32: magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6; bit 3 = sign."""
+    """4-bit E2M1 code (int32) -> float32 built from its bits: magnitude m >= 2 is 2^(m//2-1)*(1+(m&1)/2),
+    i.e. bits (m << 22) + (126 << 23); m = 1 is 0.5 (126 << 23); m = 0 is 0; bit 3 is the sign."""
     mag = code & 7
-    exp = mag >> 1
-    mant = (mag & 1).to(tl.float32)
-    normal = (1.0 + 0.5 * mant) * tl.where(exp == 3, 4.0, tl.where(exp == 2, 2.0, 1.0))
-    value = tl.where(exp == 0, 0.5 * mant, normal)
-    return tl.where((code & 8) != 0, -value, value)
+    bits = tl.where(mag >= 2, (mag << 22) + 0x3F000000, mag * 0x3F000000) | ((code & 8) << 28)
+    return bits.to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -52,179 +64,120 @@ def _scale_value(code, MXFP4: tl.constexpr):
 
 
 @triton.jit
-def _scale_offset(l_idx, row, grp, row_tiles, NG: tl.constexpr, PREORDERED: tl.constexpr):
-    """Flat position of scale (operand l, row, group) in its layout (int64).
+def _scale_offset(flat_row, l_idx, row, grp, row_tiles, NG: tl.constexpr, PREORDERED: tl.constexpr):
+    """Flat position (int64) of the scale of (operand l, row, group).
 
-    public: [L-major rows..., NG] with (l, row) flattened as l_idx (caller passes the flat row);
-    preordered_mma: (L, row_tiles, ceil(NG/4), 32, 4, 4) at [l, row//128, grp//4, row%32, (row//32)%4, grp%4].
+    public: [flat rows, NG]; preordered_mma: (L, row_tiles, ceil(NG/4), 32, 4, 4) at
+    [l, row//128, grp//4, row%32, (row//32)%4, grp%4].
     """
     if PREORDERED:
         col_tiles: tl.constexpr = (NG + 3) // 4
         tile = (l_idx * row_tiles + row // 128) * col_tiles + grp // 4
         return tile * 512 + (row % 32) * 16 + ((row // 32) % 4) * 4 + grp % 4
     else:
-        return l_idx * NG + grp
+        return flat_row * NG + grp
 
 
 @triton.jit
-def _load_fp4_operand(data_ptr, scale_ptr, data_row, scale_l, scale_row, row_tiles, mask,
-                      HALF_D: tl.constexpr, GROUP: tl.constexpr, NG: tl.constexpr,
-                      MXFP4: tl.constexpr, PREORDERED: tl.constexpr, DOT_DTYPE: tl.constexpr):
-    """Decode rows of packed E2M1 into (low-nibble, high-nibble) halves [R, HALF_D] of DOT_DTYPE.
-
-    Element 2i is the low nibble of byte i; both nibbles of a byte share scale group i // (GROUP/2).
-    """
-    cols = tl.arange(0, HALF_D)
-    packed = tl.load(data_ptr + data_row[:, None] * HALF_D + cols[None, :], mask=mask[:, None], other=0)
-    packed = packed.to(tl.int32)
-    grp = cols // (GROUP // 2)
-    s_off = _scale_offset(scale_l[:, None], scale_row[:, None], grp[None, :], row_tiles, NG, PREORDERED)
-    scale = _scale_value(tl.load(scale_ptr + s_off, mask=mask[:, None], other=0).to(tl.int32), MXFP4)
-    lo = (_e2m1_value(packed & 15) * scale).to(DOT_DTYPE)
-    hi = (_e2m1_value(packed >> 4) * scale).to(DOT_DTYPE)
-    return lo, hi
-
-
-# --------------------------------------------------------------------------- FP4 prefill scorer
-
-
-@triton.jit
-def fp4_block_score_kernel(
-    q_ptr, k_ptr, qs_ptr, ks_ptr, cu_q_ptr, cu_k_ptr, cu_p_ptr, kv_idx_ptr, qo_off_ptr, out_ptr,
-    total_q, total_pages, num_kv_idx, num_blocks_out, q_row_tiles,
-    HQ: tl.constexpr, HKV: tl.constexpr, G: tl.constexpr, HALF_D: tl.constexpr, GROUP: tl.constexpr,
-    MXFP4: tl.constexpr, PREORDERED: tl.constexpr, CAUSAL: tl.constexpr, HAS_QO_OFFSET: tl.constexpr,
-    BLOCK_T: tl.constexpr, HEADS_P2: tl.constexpr, DOT_DTYPE: tl.constexpr,
+def fp4_dequant_kernel(
+    src_ptr, scale_ptr, dst_ptr, num_rows, num_heads, row_tiles,
+    HALF_D: tl.constexpr, GROUP: tl.constexpr, MXFP4: tl.constexpr, PREORDERED: tl.constexpr,
+    IS_Q: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
+    """Packed E2M1 rows [num_rows, HALF_D] -> dequantized rows [num_rows, 2*HALF_D] (element 2i = low nibble).
+
+    Q rows are (token, head) = (r // num_heads, r % num_heads) with scale operand l = head;
+    K rows are (page*Hkv + hkv, slot) = (r // 128, r % 128) with l = page*Hkv + hkv.
+    """
     NG: tl.constexpr = 2 * HALF_D // GROUP
-    M: tl.constexpr = BLOCK_T * HEADS_P2
-    pid_t = tl.program_id(0)
-    b = tl.program_id(1)
-    g = tl.program_id(2)
-    q_start = tl.load(cu_q_ptr + b)
-    q_len = tl.load(cu_q_ptr + b + 1) - q_start
-    k_len = tl.load(cu_k_ptr + b + 1) - tl.load(cu_k_ptr + b)
-    page_base = tl.load(cu_p_ptr + b).to(tl.int64)
-    t0 = pid_t * BLOCK_T
-    if t0 >= q_len:
-        return
-    if HAS_QO_OFFSET:
-        qo_off = tl.load(qo_off_ptr + b)
+    GB: tl.constexpr = GROUP // 2  # packed bytes per scale group
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    ok = rows < num_rows
+    if IS_Q:
+        l_idx = rows % num_heads
+        srow = rows // num_heads
     else:
-        qo_off = k_len - q_len
-
-    rows = tl.arange(0, M)
-    t_local = t0 + rows // HEADS_P2
-    head = g * G + rows % HEADS_P2
-    row_ok = (t_local < q_len) & (rows % HEADS_P2 < G)
-    t_glob = (q_start + t_local).to(tl.int64)
-    q_row = t_glob * HQ + head
-    if PREORDERED:
-        q_lo, q_hi = _load_fp4_operand(q_ptr, qs_ptr, q_row, head, t_glob, q_row_tiles, row_ok,
-                                       HALF_D, GROUP, NG, MXFP4, PREORDERED, DOT_DTYPE)
-    else:
-        q_lo, q_hi = _load_fp4_operand(q_ptr, qs_ptr, q_row, q_row, t_glob, q_row_tiles, row_ok,
-                                       HALF_D, GROUP, NG, MXFP4, PREORDERED, DOT_DTYPE)
-
-    n_blocks = tl.cdiv(k_len, 128)
-    j_end = n_blocks
-    if CAUSAL:
-        last_pos = tl.minimum(t0 + BLOCK_T, q_len) - 1 + qo_off
-        j_end = tl.where(last_pos >= 0, tl.minimum(n_blocks, last_pos // 128 + 1), 0)
-    slots = tl.arange(0, 128)
-    out_row = head.to(tl.int64) * num_blocks_out * total_q + t_glob
-    for j in range(0, j_end):
-        page = tl.load(kv_idx_ptr + page_base + j, mask=page_base + j < num_kv_idx, other=-1).to(tl.int64)
-        page_ok = (page >= 0) & (page < total_pages)
-        pos = j * 128 + slots
-        key_ok = (pos < k_len) & page_ok
-        k_l = (page * HKV + g) * 128 + slots
-        if PREORDERED:
-            k_lo, k_hi = _load_fp4_operand(k_ptr, ks_ptr, k_l, page * HKV + g + slots * 0, slots, 1, key_ok,
-                                           HALF_D, GROUP, NG, MXFP4, PREORDERED, DOT_DTYPE)
-        else:
-            k_lo, k_hi = _load_fp4_operand(k_ptr, ks_ptr, k_l, k_l, slots, 1, key_ok,
-                                           HALF_D, GROUP, NG, MXFP4, PREORDERED, DOT_DTYPE)
-        s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
-        visible = key_ok[None, :]
-        if CAUSAL:
-            visible = visible & (pos[None, :] <= (t_local + qo_off)[:, None])
-        best = tl.max(tl.where(visible, s, float("-inf")), axis=1)
-        tl.store(out_ptr + out_row + j * total_q, best, mask=row_ok)
-    for j in range(j_end, num_blocks_out):
-        tl.store(out_ptr + out_row + j * total_q, tl.full([M], float("-inf"), tl.float32), mask=row_ok)
+        l_idx = rows // 128
+        srow = rows % 128
+    grp = tl.arange(0, NG)
+    byte = tl.arange(0, GB)
+    col = grp[:, None] * GB + byte[None, :]
+    packed = tl.load(src_ptr + rows[:, None, None] * HALF_D + col[None, :, :], mask=ok[:, None, None], other=0)
+    packed = packed.to(tl.int32)
+    s_off = _scale_offset(rows[:, None], l_idx[:, None], srow[:, None], grp[None, :], row_tiles, NG, PREORDERED)
+    scale = _scale_value(tl.load(scale_ptr + s_off, mask=ok[:, None], other=0).to(tl.int32), MXFP4)[:, :, None]
+    lo = _e2m1_value(packed & 15) * scale
+    hi = _e2m1_value(packed >> 4) * scale
+    vals = tl.reshape(tl.join(lo, hi), (BLOCK_R, 2 * HALF_D))
+    dcols = tl.arange(0, 2 * HALF_D)
+    tl.store(dst_ptr + rows[:, None] * (2 * HALF_D) + dcols[None, :], vals.to(dst_ptr.dtype.element_ty),
+             mask=ok[:, None])
 
 
-def fp4_scorer_config(group_size):
-    """(BLOCK_T, HEADS_P2, num_warps, num_stages): 128 rows of (token, head) per program."""
-    heads = heads_per_program(group_size)
-    block_t = max(128 // heads, 1)
-    return block_t, heads, 8, 2
+def dequant_block_rows(half_d):
+    return max(8, 4096 // half_d)
 
 
-def launch_fp4_block_scores(wrap, q_fp4, k_fp4, q_scale, k_scale, cu_q, cu_k, cu_p, kv_indices, qo_offset,
-                            out, max_seqlen_q, group, mxfp4, preordered, causal, dot_dtype):
-    total_q, hq, half_d = q_fp4.shape
-    total_pages, hkv = k_fp4.shape[0], k_fp4.shape[1]
-    batch = cu_q.shape[0] - 1
-    block_t, heads, warps, stages = fp4_scorer_config(hq // hkv)
-    grid = (triton.cdiv(max(max_seqlen_q, 1), block_t), batch, hkv)
-    wrap(fp4_block_score_kernel)[grid](
-        q_fp4, k_fp4, q_scale, k_scale, cu_q, cu_k, cu_p, kv_indices,
-        cu_q if qo_offset is None else qo_offset, out,
-        total_q, total_pages, kv_indices.shape[0], out.shape[1], triton.cdiv(total_q, 128),
-        HQ=hq, HKV=hkv, G=hq // hkv, HALF_D=half_d, GROUP=group,
-        MXFP4=mxfp4, PREORDERED=preordered, CAUSAL=causal, HAS_QO_OFFSET=qo_offset is not None,
-        BLOCK_T=block_t, HEADS_P2=heads, DOT_DTYPE=dot_dtype, num_warps=warps, num_stages=stages,
+def launch_fp4_dequant(wrap, src, scale, dst, num_heads, row_tiles, group, mxfp4, preordered, is_q):
+    half_d = src.shape[-1]
+    num_rows = src.numel() // half_d
+    block_r = dequant_block_rows(half_d)
+    wrap(fp4_dequant_kernel)[(triton.cdiv(num_rows, block_r),)](
+        src, scale, dst, num_rows, num_heads, row_tiles,
+        HALF_D=half_d, GROUP=group, MXFP4=mxfp4, PREORDERED=preordered, IS_Q=is_q, BLOCK_R=block_r,
+        num_warps=4, num_stages=1,
     )
 
 
-# --------------------------------------------------------------------------- dense proxy FMHA
+# --------------------------------------------------------------------------- proxy FMHA / block-max scorer
 
 
 @triton.jit
-def _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, ok, stride_tok, stride_slot,
-                    PAGE_SIZE: tl.constexpr):
+def _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size, ok, stride_tok,
+                    stride_slot, PAGED: tl.constexpr):
     """int64 offsets of key positions `pos` of request b, and which are readable.
 
-    PAGE_SIZE 0: dense [total_k, Hkv, D] rows from k_start; else pages [P, Hkv, PAGE_SIZE, D].
+    dense: [total_k, Hkv, D] rows from k_start; paged: [P, Hkv, page_size, D] through kv_indices.
     """
-    if PAGE_SIZE == 0:
-        return (k_start + pos).to(tl.int64) * stride_tok, ok
-    else:
-        idx = page_base + pos // PAGE_SIZE
+    if PAGED:
+        idx = page_base + pos // page_size
         page = tl.load(kv_idx_ptr + idx, mask=ok & (idx < num_kv_idx), other=-1).to(tl.int64)
         page_ok = ok & (page >= 0) & (page < num_pages)
-        return page * stride_tok + (pos % PAGE_SIZE) * stride_slot, page_ok
+        return page * stride_tok + (pos % page_size).to(tl.int64) * stride_slot, page_ok
+    else:
+        return (k_start + pos).to(tl.int64) * stride_tok, ok
 
 
 @triton.jit
 def proxy_fmha_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, ms_ptr, cu_q_ptr, cu_k_ptr, cu_p_ptr, kv_idx_ptr, qo_off_ptr,
-    total_q, num_tiles_out, num_kv_idx, num_pages, sm_scale, qk_scale, v_scale,
+    total_q, num_tiles_out, num_kv_idx, num_pages, page_size, group_size, heads_per_prog, num_head_chunks, causal,
+    sm_scale, qk_scale, v_scale,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_ks, stride_vt, stride_vh, stride_vs, stride_ot, stride_oh,
-    G: tl.constexpr, D: tl.constexpr, PAGE_SIZE: tl.constexpr, CAUSAL: tl.constexpr,
-    OUTPUT_O: tl.constexpr, OUTPUT_MS: tl.constexpr,
-    BLOCK_T: tl.constexpr, HEADS_P2: tl.constexpr, BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    D: tl.constexpr, PAGED: tl.constexpr, OUTPUT_O: tl.constexpr, OUTPUT_MS: tl.constexpr,
+    M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
 ):
-    M: tl.constexpr = BLOCK_T * HEADS_P2
-    pid_t = tl.program_id(0)
+    """Rows (token, head) x keys in BLOCK_N sub-tiles of the 128-key max_score tiles; optional online softmax."""
+    SUBS: tl.constexpr = 128 // BLOCK_N
+    block_t = M // heads_per_prog
+    pid_t = tl.num_programs(0) - 1 - tl.program_id(0)  # causal: the longest query tiles start first
     b = tl.program_id(1)
-    g = tl.program_id(2)
+    g = tl.program_id(2) // num_head_chunks
+    chunk = tl.program_id(2) % num_head_chunks
     q_start = tl.load(cu_q_ptr + b)
     q_len = tl.load(cu_q_ptr + b + 1) - q_start
     k_start = tl.load(cu_k_ptr + b)
     k_len = tl.load(cu_k_ptr + b + 1) - k_start
     page_base = tl.load(cu_p_ptr + b).to(tl.int64)
-    qo_off = tl.load(qo_off_ptr + b)
-    t0 = pid_t * BLOCK_T
+    t0 = pid_t * block_t
     if t0 >= q_len:
         return
 
     rows = tl.arange(0, M)
-    t_local = t0 + rows // HEADS_P2
-    head = g * G + rows % HEADS_P2
-    row_ok = (t_local < q_len) & (rows % HEADS_P2 < G)
+    t_local = t0 + rows // heads_per_prog
+    head_in_group = chunk * heads_per_prog + rows % heads_per_prog
+    head = g * group_size + head_in_group
+    row_ok = (t_local < q_len) & (head_in_group < group_size)
     t_glob = (q_start + t_local).to(tl.int64)
     dims = tl.arange(0, D)
     q = tl.load(q_ptr + (t_glob * stride_qt + head * stride_qh)[:, None] + dims[None, :],
@@ -232,56 +185,67 @@ def proxy_fmha_kernel(
 
     n_tiles = tl.cdiv(k_len, 128)
     j_end = n_tiles
-    if CAUSAL:
-        last_pos = tl.minimum(t0 + BLOCK_T, q_len) - 1 + qo_off
+    key_limit = t_local * 0 + 2147483647  # last visible key position per row
+    if causal:
+        qo_off = tl.load(qo_off_ptr + b)
+        last_pos = tl.minimum(t0 + block_t, q_len) - 1 + qo_off
         j_end = tl.where(last_pos >= 0, tl.minimum(n_tiles, last_pos // 128 + 1), 0)
+        key_limit = t_local + qo_off
     log2_scale = sm_scale * 1.4426950408889634
     m_i = tl.full([M], float("-inf"), tl.float32)
     l_i = tl.zeros([M], tl.float32)
     acc = tl.zeros([M, D], tl.float32)
+    tile_max = tl.full([M], float("-inf"), tl.float32)
     ms_row = head.to(tl.int64) * num_tiles_out * total_q + t_glob
     cols = tl.arange(0, BLOCK_N)
-    for j in range(0, j_end):
-        tile_max = tl.full([M], float("-inf"), tl.float32)
-        for half in tl.static_range(128 // BLOCK_N):
-            pos = j * 128 + half * BLOCK_N + cols
-            k_off, key_ok = _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, pos < k_len,
-                                            stride_kt, stride_ks, PAGE_SIZE)
-            k = tl.load(k_ptr + (k_off + g * stride_kh)[:, None] + dims[None, :], mask=key_ok[:, None], other=0.0)
-            s = tl.dot(q, tl.trans(k.to(DOT_DTYPE))) * qk_scale
-            visible = key_ok[None, :]
-            if CAUSAL:
-                visible = visible & (pos[None, :] <= (t_local + qo_off)[:, None])
-            s = tl.where(visible, s, float("-inf"))
-            tile_max = tl.maximum(tile_max, tl.max(s, axis=1))
-            if OUTPUT_O:
-                m_new = tl.maximum(m_i, tl.max(s, axis=1))
-                m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-                p = tl.exp2((s - m_safe[:, None]) * log2_scale)
-                alpha = tl.exp2((m_i - m_safe) * log2_scale)
-                v_off, _ = _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, pos < k_len,
-                                           stride_vt, stride_vs, PAGE_SIZE)
-                v = tl.load(v_ptr + (v_off + g * stride_vh)[:, None] + dims[None, :], mask=key_ok[:, None],
-                            other=0.0)
-                acc = acc * alpha[:, None] + tl.dot(p.to(DOT_DTYPE), v.to(DOT_DTYPE))
-                l_i = l_i * alpha + tl.sum(p, axis=1)
-                m_i = m_new
+    for n in range(0, j_end * SUBS):
+        pos = n * BLOCK_N + cols
+        k_off, key_ok = _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size,
+                                        pos < k_len, stride_kt, stride_ks, PAGED)
+        k = tl.load(k_ptr + (k_off + g * stride_kh)[:, None] + dims[None, :], mask=key_ok[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k.to(DOT_DTYPE))) * qk_scale
+        visible = key_ok[None, :] & (pos[None, :] <= key_limit[:, None])
+        s = tl.where(visible, s, float("-inf"))
+        s_max = tl.max(s, axis=1)
         if OUTPUT_MS:
-            tl.store(ms_ptr + ms_row + j * total_q, tile_max, mask=row_ok)
+            tile_max = tl.maximum(tile_max, s_max)
+            last = n % SUBS == SUBS - 1
+            tl.store(ms_ptr + ms_row + tl.cast(n // SUBS, tl.int64) * total_q, tile_max, mask=row_ok & last)
+            tile_max = tl.where(last, float("-inf"), tile_max)
+        if OUTPUT_O:
+            m_new = tl.maximum(m_i, s_max)
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.exp2((s - m_safe[:, None]) * log2_scale)
+            alpha = tl.exp2((m_i - m_safe) * log2_scale)
+            v_off, _ = _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size,
+                                       pos < k_len, stride_vt, stride_vs, PAGED)
+            v = tl.load(v_ptr + (v_off + g * stride_vh)[:, None] + dims[None, :], mask=key_ok[:, None], other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(DOT_DTYPE), v.to(DOT_DTYPE))
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            m_i = m_new
     if OUTPUT_MS:
         for j in range(j_end, num_tiles_out):
-            tl.store(ms_ptr + ms_row + j * total_q, tl.full([M], float("-inf"), tl.float32), mask=row_ok)
+            tl.store(ms_ptr + ms_row + tl.cast(j, tl.int64) * total_q, tl.full([M], float("-inf"), tl.float32),
+                     mask=row_ok)
     if OUTPUT_O:
         out = acc * (v_scale / tl.where(l_i > 0, l_i, 1.0))[:, None]
         tl.store(o_ptr + (t_glob * stride_ot + head * stride_oh)[:, None] + dims[None, :],
                  out.to(o_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
-def proxy_fmha_config(group_size):
-    """(BLOCK_T, HEADS_P2, BLOCK_N, num_warps, num_stages): 64 rows, 64-key sub-tiles."""
-    heads = heads_per_program(group_size)
-    block_t = max(64 // heads, 1)
-    return block_t, heads, 64, 4, 2
+def check_strides_aligned(**tensors):
+    """The gate compiles with every stride divisible by 16 (Triton's launch specialisation): keep it true."""
+    for name, t in tensors.items():
+        for dim, st in enumerate(t.stride()[:-1]):
+            if st % 16 and t.shape[dim] > 1:
+                raise ValueError(f"{name} stride {st} of dim {dim} must be a multiple of 16 elements")
+
+
+def proxy_fmha_config(d, output_o):
+    """(M rows, BLOCK_N keys, num_warps, num_stages) per head dim and variant (every value is gate-listed)."""
+    if output_o:
+        return _tuned("proxy_o", (64, 64, 4 if d <= 64 else 8, 2))
+    return _tuned("proxy_ms", (128, 128, 8, 2))
 
 
 def launch_proxy_fmha(wrap, q, k, v, out, max_score, cu_q, cu_k, cu_p, kv_indices, qo_offset, max_seqlen_q,
@@ -290,17 +254,23 @@ def launch_proxy_fmha(wrap, q, k, v, out, max_score, cu_q, cu_k, cu_p, kv_indice
     total_q, hq, d = q.shape
     hkv = k.shape[1]
     batch = cu_q.shape[0] - 1
-    block_t, heads, block_n, warps, stages = proxy_fmha_config(hq // hkv)
-    grid = (triton.cdiv(max(max_seqlen_q, 1), block_t), batch, hkv)
+    group = hq // hkv
+    check_strides_aligned(q=q, k=k, v=v, out=out)
+    m, block_n, warps, stages = proxy_fmha_config(d, output_o)
+    heads = heads_per_program(group)
+    chunks = triton.cdiv(group, heads)
+    block_t = m // heads
+    grid = (triton.cdiv(max(max_seqlen_q, 1), block_t), batch, hkv * chunks)
     slot_k = k.stride(2) if page_size else 0
     slot_v = v.stride(2) if page_size else 0
     wrap(proxy_fmha_kernel)[grid](
         q, k, v, out, max_score, cu_q, cu_k, cu_p, kv_indices, qo_offset,
-        total_q, max_score.shape[1], kv_indices.shape[0], k.shape[0], sm_scale, qk_scale, v_scale,
+        total_q, max_score.shape[1], kv_indices.shape[0], k.shape[0], max(page_size, 1), group, heads, chunks,
+        int(bool(causal)), sm_scale, qk_scale, v_scale,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), slot_k, v.stride(0), v.stride(1), slot_v,
         out.stride(0), out.stride(1),
-        G=hq // hkv, D=d, PAGE_SIZE=page_size, CAUSAL=causal, OUTPUT_O=output_o, OUTPUT_MS=output_ms,
-        BLOCK_T=block_t, HEADS_P2=heads, BLOCK_N=block_n, DOT_DTYPE=dot_dtype, num_warps=warps, num_stages=stages,
+        D=d, PAGED=page_size > 0, OUTPUT_O=output_o, OUTPUT_MS=output_ms,
+        M=m, BLOCK_N=block_n, DOT_DTYPE=dot_dtype, num_warps=warps, num_stages=stages,
     )
 
 
@@ -310,131 +280,184 @@ def launch_proxy_fmha(wrap, q, k, v, out, max_score, cu_q, cu_k, cu_p, kv_indice
 @triton.jit
 def decode_block_score_kernel(
     q_ptr, k_ptr, r2t_ptr, slot_ids_ptr, seq_lens_ptr, out_ptr,
-    batch, max_blocks, r2t_width, num_slots, num_reqs, k_scale,
+    batch, max_blocks, r2t_width, num_slots, num_reqs, k_scale, group_size, block_size, blocks_per_prog,
+    init_blocks, local_blocks, num_head_chunks,
     stride_qb, stride_qh, stride_ks, stride_kh, stride_r2t,
-    G: tl.constexpr, D: tl.constexpr, BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCKS_PER_PROG: tl.constexpr, HEADS_P2: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    D: tl.constexpr, BLOCK_N: tl.constexpr, HEADS_P2: tl.constexpr, DOT_DTYPE: tl.constexpr,
 ):
-    """out [H, B, max_blocks]: block max of q·k over one request's token slots (-inf where none)."""
+    """out [H, B, max_blocks]: block max of q·k over one request's token slots; `+inf` for the forced
+    blocks (the first init_blocks and last local_blocks of the request), `-inf` past its end.
+
+    Keys are the dot's A operand (s^T = k q^T): the K tile needs no transpose, so 8-bit caches
+    convert in registers without a shared-memory shuffle."""
     b = tl.program_id(0)
-    g = tl.program_id(1)
+    g = tl.program_id(1) // num_head_chunks
+    head_chunk = tl.program_id(1) % num_head_chunks
     chunk = tl.program_id(2)
-    seq_len = tl.minimum(tl.load(seq_lens_ptr + b), r2t_width)
+    seq_len = tl.maximum(tl.minimum(tl.load(seq_lens_ptr + b), r2t_width), 0)
     req = tl.load(slot_ids_ptr + b).to(tl.int64)
     req_ok = (req >= 0) & (req < num_reqs)
-    hh = tl.arange(0, HEADS_P2)
-    head = g * G + hh
-    head_ok = hh < G
+    n_blocks = tl.cdiv(seq_len, block_size)
+    head_in_group = head_chunk * HEADS_P2 + tl.arange(0, HEADS_P2)
+    head = g * group_size + head_in_group
+    head_ok = head_in_group < group_size
     dims = tl.arange(0, D)
     q = tl.load(q_ptr + b.to(tl.int64) * stride_qb + head[:, None] * stride_qh + dims[None, :],
-                mask=head_ok[:, None], other=0.0).to(DOT_DTYPE)
+                mask=head_ok[:, None], other=0.0).to(tl.float32)
+    if DOT_DTYPE == tl.float16:
+        # fp16 dots (FP8 caches) need Q inside the fp16 range; every E4M3 key is exact in fp16
+        q = tl.minimum(tl.maximum(q, -65504.0), 65504.0)
+    q_t = tl.trans(q.to(DOT_DTYPE))
     cols = tl.arange(0, BLOCK_N)
     out_row = (head.to(tl.int64) * batch + b) * max_blocks
-    for jj in range(BLOCKS_PER_PROG):
-        j = chunk * BLOCKS_PER_PROG + jj
-        best = tl.full([HEADS_P2], float("-inf"), tl.float32)
-        for sub in tl.static_range(BLOCK_SIZE // BLOCK_N):
-            pos = j * BLOCK_SIZE + sub * BLOCK_N + cols
-            tok_ok = (pos < seq_len) & req_ok
-            slot = tl.load(r2t_ptr + req * stride_r2t + pos, mask=tok_ok, other=-1).to(tl.int64)
-            tok_ok = tok_ok & (slot >= 0) & (slot < num_slots)
-            k = tl.load(k_ptr + (slot * stride_ks + g * stride_kh)[:, None] + dims[None, :],
-                        mask=tok_ok[:, None], other=0.0)
-            s = tl.dot(q, tl.trans(k.to(DOT_DTYPE))) * k_scale
-            best = tl.maximum(best, tl.max(tl.where(tok_ok[None, :], s, float("-inf")), axis=1))
-        tl.store(out_ptr + out_row + j, best, mask=head_ok & (j < max_blocks))
+    subs = block_size // BLOCK_N
+    j0 = chunk * blocks_per_prog
+    j_stop = tl.minimum(j0 + blocks_per_prog, n_blocks)
+    tok0 = j0 * block_size
+    best = tl.full([HEADS_P2], float("-inf"), tl.float32)
+    for n in range(0, tl.maximum(j_stop - j0, 0) * subs):
+        pos = tok0 + n * BLOCK_N + cols
+        tok_ok = (pos < seq_len) & req_ok
+        slot = tl.load(r2t_ptr + req * stride_r2t + pos, mask=tok_ok, other=-1).to(tl.int64)
+        tok_ok = tok_ok & (slot >= 0) & (slot < num_slots)
+        k = tl.load(k_ptr + (slot * stride_ks + g * stride_kh)[:, None] + dims[None, :],
+                    mask=tok_ok[:, None], other=0.0)
+        s = tl.dot(k.to(DOT_DTYPE), q_t) * k_scale
+        best = tl.maximum(best, tl.max(tl.where(tok_ok[:, None], s, float("-inf")), axis=0))
+        last = n % subs == subs - 1
+        j = j0 + n // subs
+        forced = (j < init_blocks) | (j >= n_blocks - local_blocks)
+        tl.store(out_ptr + out_row + j, tl.where(forced, float("inf"), best), mask=head_ok & last)
+        best = tl.where(last, float("-inf"), best)
+    for j in range(tl.maximum(j_stop, j0), tl.minimum(j0 + blocks_per_prog, max_blocks)):
+        tl.store(out_ptr + out_row + j, tl.full([HEADS_P2], float("-inf"), tl.float32), mask=head_ok)
 
 
-def decode_scorer_config(group_size, block_size, max_blocks, batch, hkv, num_sms):
-    """(HEADS_P2, BLOCK_N, BLOCKS_PER_PROG, num_warps, num_stages).
+def decode_block_n(block_size, d):
+    return min(_tuned("decode_block_n", 64 if d <= 128 else 32), block_size)
 
-    Memory bound: enough programs to fill the card ~4 times over, each streaming whole blocks.
-    """
-    heads = heads_per_program(group_size, min_rows=16)
-    block_n = min(64, block_size)
+
+def decode_scorer_config(block_size, d, max_blocks, batch, hkv, num_sms):
+    """(BLOCK_N, blocks_per_prog, num_warps, num_stages).
+
+    Memory bound: about `waves` programs per SM, each streaming whole blocks (a longer loop keeps
+    more loads in flight), but never fewer programs than that (B=1 long contexts split finely)."""
+    waves = _tuned("decode_waves", 4)
     work = max(batch * hkv * max_blocks, 1)
     per_prog = 1
-    while per_prog < 16 and work // (per_prog * 2) >= 4 * num_sms:
+    while per_prog < _tuned("decode_max_blocks_per_prog", 16) and work // (per_prog * 2) >= waves * num_sms:
         per_prog *= 2
-    return heads, block_n, per_prog, 4, 3
+    warps, stages = _tuned("decode_warps_stages", (4, 3))
+    return decode_block_n(block_size, d), per_prog, warps, stages
 
 
 def launch_decode_block_scores(wrap, q, k_cache, req_to_token, slot_ids, seq_lens, out, block_size, k_scale,
-                               dot_dtype, num_sms):
+                               init_blocks, local_blocks, dot_dtype, num_sms):
     batch, hq, d = q.shape
     hkv = k_cache.shape[1]
+    group = hq // hkv
     max_blocks = out.shape[2]
-    heads, block_n, per_prog, warps, stages = decode_scorer_config(
-        hq // hkv, block_size, max_blocks, batch, hkv, num_sms)
-    grid = (batch, hkv, triton.cdiv(max_blocks, per_prog))
+    check_strides_aligned(q=q, k_cache=k_cache)
+    block_n, per_prog, warps, stages = decode_scorer_config(block_size, d, max_blocks, batch, hkv, num_sms)
+    heads = heads_per_program(group, min_rows=16)
+    # groups above 16 heads: one program per 16-head chunk (grid axis 1 enumerates head chunks)
+    chunks = triton.cdiv(group, heads)
+    grid = (batch, hkv * chunks, triton.cdiv(max_blocks, per_prog))
     wrap(decode_block_score_kernel)[grid](
         q, k_cache, req_to_token, slot_ids, seq_lens, out,
-        batch, max_blocks, req_to_token.shape[1], k_cache.shape[0], req_to_token.shape[0], k_scale,
+        batch, max_blocks, req_to_token.shape[1], k_cache.shape[0], req_to_token.shape[0], k_scale, group,
+        block_size, per_prog, init_blocks, local_blocks, chunks,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), req_to_token.stride(0),
-        G=hq // hkv, D=d, BLOCK_SIZE=block_size, BLOCK_N=block_n, BLOCKS_PER_PROG=per_prog, HEADS_P2=heads,
-        DOT_DTYPE=dot_dtype, num_warps=warps, num_stages=stages,
+        D=d, BLOCK_N=block_n, HEADS_P2=heads, DOT_DTYPE=dot_dtype, num_warps=warps, num_stages=stages,
     )
 
 
 # --------------------------------------------------------------------------- compile gate
 
+_I32 = "*i32"
 
-def gate_cases():
+
+def _sig(ptrs, ints, floats=(), constexprs=()):
+    sig = dict(ptrs)
+    sig.update({n: "i32" for n in ints})
+    sig.update({n: "fp32" for n in floats})
+    sig.update({n: "constexpr" for n in constexprs})
+    return sig
+
+
+def _dequant_cases():
     cases = []
-    ptr_i32 = "*i32"
     for fmt, group in (("mxfp4", 32), ("nvfp4", 16)):
         for preordered in (False, True):
-            for g_size in (1, 4, 16):
-                block_t, heads, warps, stages = fp4_scorer_config(g_size)
-                sig = {
-                    "q_ptr": "*u8", "k_ptr": "*u8", "qs_ptr": "*u8", "ks_ptr": "*u8",
-                    "cu_q_ptr": ptr_i32, "cu_k_ptr": ptr_i32, "cu_p_ptr": ptr_i32, "kv_idx_ptr": ptr_i32,
-                    "qo_off_ptr": ptr_i32, "out_ptr": "*fp32",
-                    "total_q": "i32", "total_pages": "i32", "num_kv_idx": "i32", "num_blocks_out": "i32",
-                    "q_row_tiles": "i32",
-                }
-                constexprs = dict(HQ=4 * g_size, HKV=4, G=g_size, HALF_D=64, GROUP=group, MXFP4=fmt == "mxfp4",
-                                  PREORDERED=preordered, CAUSAL=True, HAS_QO_OFFSET=False,
-                                  BLOCK_T=block_t, HEADS_P2=heads, DOT_DTYPE=tl.bfloat16)
-                sig.update({k: "constexpr" for k in constexprs})
-                tag = f"fp4_block_score[{fmt},{'pre' if preordered else 'pub'},G{g_size}]"
-                cases.append(GateCase(tag, fp4_block_score_kernel, sig, constexprs, warps, stages))
-    for dtype in ("bf16", "fp16", "fp8e4nv"):
-        for d in (64, 128):
-            for g_size in (1, 4, 16):
-                for output_o in (True, False):
-                    block_t, heads, block_n, warps, stages = proxy_fmha_config(g_size)
-                    sig = {
-                        "q_ptr": "*" + dtype, "k_ptr": "*" + dtype, "v_ptr": "*" + dtype,
-                        "o_ptr": "*bf16" if dtype == "fp8e4nv" else "*" + dtype, "ms_ptr": "*fp32",
-                        "cu_q_ptr": ptr_i32, "cu_k_ptr": ptr_i32, "cu_p_ptr": ptr_i32, "kv_idx_ptr": ptr_i32,
-                        "qo_off_ptr": ptr_i32, "total_q": "i32", "num_tiles_out": "i32", "num_kv_idx": "i32",
-                        "num_pages": "i32",
-                        "sm_scale": "fp32", "qk_scale": "fp32", "v_scale": "fp32",
-                    }
-                    for name in ("stride_qt", "stride_qh", "stride_kt", "stride_kh", "stride_ks", "stride_vt",
-                                 "stride_vh", "stride_vs", "stride_ot", "stride_oh"):
-                        sig[name] = "i32"
-                    constexprs = dict(G=g_size, D=d, PAGE_SIZE=64, CAUSAL=True, OUTPUT_O=output_o, OUTPUT_MS=True,
-                                      BLOCK_T=block_t, HEADS_P2=heads, BLOCK_N=block_n,
-                                      DOT_DTYPE=tl.float16 if dtype == "fp16" else tl.bfloat16)
-                    sig.update({k: "constexpr" for k in constexprs})
-                    tag = f"proxy_fmha[{dtype},D{d},G{g_size},{'o+ms' if output_o else 'ms'}]"
-                    cases.append(GateCase(tag, proxy_fmha_kernel, sig, constexprs, warps, stages))
-    for dtype in ("bf16", "fp16", "fp8e4nv"):
-        for block_size in (64, 128):
-            for per_prog in (1, 2, 4, 8, 16):
-                heads, block_n, _, warps, stages = decode_scorer_config(4, block_size, 1, 1, 1, 1)
-                sig = {
-                    "q_ptr": "*fp16" if dtype == "fp16" else "*bf16", "k_ptr": "*" + dtype, "r2t_ptr": ptr_i32,
-                    "slot_ids_ptr": "*i64", "seq_lens_ptr": ptr_i32, "out_ptr": "*fp32",
-                    "batch": "i32", "max_blocks": "i32", "r2t_width": "i32", "num_slots": "i32", "num_reqs": "i32",
-                    "k_scale": "fp32", "stride_qb": "i32", "stride_qh": "i32", "stride_ks": "i32",
-                    "stride_kh": "i32", "stride_r2t": "i32",
-                }
-                constexprs = dict(G=4, D=128, BLOCK_SIZE=block_size, BLOCK_N=block_n, BLOCKS_PER_PROG=per_prog,
-                                  HEADS_P2=heads, DOT_DTYPE=tl.float16 if dtype == "fp16" else tl.bfloat16)
-                sig.update({k: "constexpr" for k in constexprs})
-                tag = f"decode_block_score[{dtype},BS{block_size},P{per_prog}]"
-                cases.append(GateCase(tag, decode_block_score_kernel, sig, constexprs, warps, stages))
+            for is_q in (True, False):
+                for d in HEAD_DIMS:
+                    constexprs = dict(HALF_D=d // 2, GROUP=group, MXFP4=fmt == "mxfp4", PREORDERED=preordered,
+                                      IS_Q=is_q, BLOCK_R=dequant_block_rows(d // 2))
+                    sig = _sig({"src_ptr": "*u8", "scale_ptr": "*u8", "dst_ptr": "*bf16"},
+                               ("num_rows", "num_heads", "row_tiles"), constexprs=constexprs)
+                    tag = f"fp4_dequant[{fmt},{'pre' if preordered else 'pub'},{'q' if is_q else 'k'},D{d}]"
+                    cases.append(GateCase(tag, fp4_dequant_kernel, sig, constexprs, 4, 1))
     return cases
+
+
+# (q, k/v, o) pointer dtypes fmha_sm12x / the FP4 scorer (bf16 workspace) can launch
+_PROXY_DTYPES = (("bf16", "bf16", "bf16"), ("fp16", "fp16", "fp16"), ("bf16", "fp8e4nv", "bf16"),
+                 ("fp16", "fp8e4nv", "fp16"), ("fp8e4nv", "fp8e4nv", "bf16"))
+
+
+_PROXY_STRIDES = ("stride_qt", "stride_qh", "stride_kt", "stride_kh", "stride_ks", "stride_vt", "stride_vh",
+                  "stride_vs", "stride_ot", "stride_oh")
+_DECODE_STRIDES = ("stride_qb", "stride_qh", "stride_ks", "stride_kh")
+
+
+def _proxy_cases():
+    cases = []
+    for q_t, kv_t, o_t in _PROXY_DTYPES:
+        for d in HEAD_DIMS:
+            for output_o, output_ms in ((True, True), (True, False), (False, True)):
+                for paged in (True, False):
+                    m, block_n, warps, stages = proxy_fmha_config(d, output_o)
+                    constexprs = dict(D=d, PAGED=paged, OUTPUT_O=output_o, OUTPUT_MS=output_ms, M=m, BLOCK_N=block_n,
+                                      DOT_DTYPE=tl.float16 if q_t == "fp16" else tl.bfloat16)
+                    ptrs = {"q_ptr": "*" + q_t, "k_ptr": "*" + kv_t, "v_ptr": "*" + kv_t, "o_ptr": "*" + o_t,
+                            "ms_ptr": "*fp32", "cu_q_ptr": _I32, "cu_k_ptr": _I32, "cu_p_ptr": _I32,
+                            "kv_idx_ptr": _I32, "qo_off_ptr": _I32}
+                    ints = ("total_q", "num_tiles_out", "num_kv_idx", "num_pages", "page_size", "group_size",
+                            "heads_per_prog", "num_head_chunks", "causal")
+                    sig = _sig(ptrs, ints, ("sm_scale", "qk_scale", "v_scale"))
+                    sig.update({n: "i32" for n in _PROXY_STRIDES})
+                    sig.update({n: "constexpr" for n in constexprs})
+                    variant = "o+ms" if output_o and output_ms else ("o" if output_o else "ms")
+                    tag = f"proxy_fmha[{q_t}/{kv_t},D{d},{variant},{'paged' if paged else 'dense'}]"
+                    cases.append(GateCase(tag, proxy_fmha_kernel, sig, constexprs, warps, stages,
+                                          aligned_ints=_PROXY_STRIDES))
+    return cases
+
+
+def _decode_cases():
+    cases = []
+    for q_t, k_t in (("bf16", "bf16"), ("fp16", "fp16"), ("bf16", "fp8e4nv"), ("fp16", "fp8e4nv")):
+        for d in DECODE_HEAD_DIMS:
+            for block_n in sorted({decode_block_n(bs, d) for bs in (16, 32, 64, 128, 256)}):
+                _, _, warps, stages = decode_scorer_config(block_n, d, 1, 1, 1, 1)
+                dot = tl.bfloat16 if (q_t, k_t) == ("bf16", "bf16") else tl.float16
+                constexprs = dict(D=d, BLOCK_N=block_n, HEADS_P2=MAX_HEADS_PER_PROGRAM, DOT_DTYPE=dot)
+                ptrs = {"q_ptr": "*" + q_t, "k_ptr": "*" + k_t, "r2t_ptr": _I32, "slot_ids_ptr": "*i64",
+                        "seq_lens_ptr": _I32, "out_ptr": "*fp32"}
+                ints = ("batch", "max_blocks", "r2t_width", "num_slots", "num_reqs")
+                sig = _sig(ptrs, ints, ("k_scale",))
+                sig.update({n: "i32" for n in ("group_size", "block_size", "blocks_per_prog", "init_blocks",
+                                               "local_blocks", "num_head_chunks") + _DECODE_STRIDES})
+                sig.update({n: "constexpr" for n in constexprs})
+                tag = f"decode_block_score[{q_t}/{k_t},D{d},N{block_n}]"
+                cases.append(GateCase(tag, decode_block_score_kernel, sig, constexprs, warps, stages,
+                                      aligned_ints=_DECODE_STRIDES))
+    return cases
+
+
+def gate_cases():
+    """Every specialisation the launchers can pick: dtypes x head dims x variants x tile constexprs.
+
+    Group size, page size, block size, causal flag and blocks-per-program are runtime arguments,
+    and heads per program only changes runtime row indexing (M is fixed per variant)."""
+    return _dequant_cases() + _proxy_cases() + _decode_cases()

@@ -2,20 +2,24 @@
 
 Three memory-bound passes: a finite-amax reduction into a device scalar (no host sync),
 a quantize pass (x -> packed E2M1 codes + swizzled E4M3 scales, global scale derived
-in-kernel from the amax), and a dequantize pass (codes + scales -> BF16).
+in-kernel from the amax), and a dequantize pass (codes + scales -> BF16). Quantize and
+dequantize walk the tensor as a flat list of 16-element groups (rows x cols, row-major),
+so every data access is contiguous and vectorises whatever D is; only the one scale byte
+per group is gathered through the 128x4 swizzle.
 
 Divisions use `tl.math.div_rn` (plain `/` is approximate on the GPU) and E4M3 rounding
 and the BF16 output rounding are done with integer arithmetic, because the interpreter's
 fp8 and bf16 casts do not round to nearest even; both keep the kernels bit-exact with
 torch's float32 reference on the GPU and under the interpreter.
 """
+import os
+
 import triton
 import triton.language as tl
 
 from .gate import GateCase
 
 GLOBAL_DIVISOR = tl.constexpr(2688.0)  # 448 * 6
-TILE_ELEMS = 4096  # elements per program in quantize/dequantize
 AMAX_BLOCK = 4096
 AMAX_MAX_PROGRAMS = 1024  # bounds the number of same-address atomics
 NUM_WARPS = 4
@@ -61,12 +65,23 @@ def _e4m3_value(code):
 
 @triton.jit
 def _e2m1_value(nibble):
-    """E2M1 code (int32, 0..15) -> float32 value (0x8 -> -0.0)."""
-    e = (nibble >> 1) & 3
-    m = nibble & 1
-    normal = (((e + 126) << 23) | (m << 22)).to(tl.float32, bitcast=True)
-    val = tl.where(e == 0, m.to(tl.float32) * 0.5, normal)
-    return _with_sign(val, (nibble & 8) != 0)
+    """E2M1 code (int32, 0..15) -> float32 value (0x8 -> -0.0), integer ops only."""
+    mag = nibble & 7
+    # mag >= 2 is normal: exponent mag>>1 and mantissa bit mag&1 line up as (mag << 22) + 0.5's bits;
+    # mag 0/1 are 0.0 and the subnormal 0.5
+    bits = tl.where(mag < 2, mag * 0x3F000000, (mag << 22) + 0x3F000000)
+    return (bits | ((nibble & 8) << 28)).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _e2m1_rne_magnitude(v):
+    """float32 v >= 0 (not NaN, may be Inf) -> E2M1 magnitude code 0..7, ties to even, saturating."""
+    bits = v.to(tl.int32, bitcast=True)
+    # v >= 1: round the mantissa to one bit (carries enter the exponent); code = 2*(exp-126) + mbit
+    normal = tl.minimum(((bits + 0x1FFFFF + ((bits >> 22) & 1)) >> 22) - 252, 7)
+    # v < 1: the grid 0, .5, 1 is the ulp of 2^22, so adding 2^22 rounds to it (nearest even)
+    sub = (v + 4194304.0).to(tl.int32, bitcast=True) - 0x4A800000
+    return tl.where(v < 1.0, sub, normal)
 
 
 @triton.jit
@@ -78,7 +93,10 @@ def _to_bf16_rne(v):
 
 
 @triton.jit
-def _swizzle_offset(r, c, tiles_n):
+def _scale_offset(group, cols, tiles_n):
+    """Flat group index (row * cols + col) -> byte offset in the 128x4 scale layout."""
+    r = group // cols
+    c = group - r * cols
     return ((r // 128) * tiles_n + c // 4) * 512 + (r % 32) * 16 + ((r % 128) // 32) * 4 + c % 4
 
 
@@ -98,101 +116,101 @@ def nvfp4_amax_kernel(x_ptr, amax_ptr, n, tiles_per_program, BLOCK: tl.constexpr
 @triton.jit
 def nvfp4_quantize_kernel(
     x_ptr, amax_ptr, global_ptr, data_ptr, scale_ptr,
-    rows, padded_rows, D, padded_cols, tiles_n,
-    BLOCK_R: tl.constexpr, BLOCK_G: tl.constexpr,
+    n_groups, cols, tiles_n,
+    GROUPS: tl.constexpr,
 ):
-    BLOCK_C: tl.constexpr = BLOCK_G * 16
-    pid_r = tl.program_id(0)
-    pid_c = tl.program_id(1)
+    # The tensor is walked as a flat list of 16-element groups (row-major over rows x cols),
+    # so every access is contiguous and the per-group mask keeps 16-byte vector loads.
+    pid = tl.program_id(0)
     amax = tl.load(amax_ptr)
     g = tl.where(amax > 0, tl.math.div_rn(amax, GLOBAL_DIVISOR), 1.0)
-    if (pid_r == 0) & (pid_c == 0):
+    if pid == 0:
         tl.store(global_ptr, g)
 
-    r = pid_r.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    col = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    row_ok = r < rows
+    grp = pid.to(tl.int64) * GROUPS + tl.arange(0, GROUPS)
+    grp_ok = grp < n_groups
     x = tl.load(
-        x_ptr + r[:, None] * D + col[None, :],
-        mask=row_ok[:, None] & (col < D)[None, :], other=0.0,
+        x_ptr + grp[:, None] * 16 + tl.arange(0, 16)[None, :], mask=grp_ok[:, None], other=0.0,
     ).to(tl.float32)
-    x3 = tl.reshape(x, [BLOCK_R, BLOCK_G, 16])
-    ax = tl.abs(x3)
-    bamax = tl.max(tl.where(ax == ax, ax, 0.0), axis=2)
+    # a NaN element counts as 0 in the block amax and encodes as +0
+    x = tl.where(x == x, x, 0.0)
+    bamax = tl.max(tl.abs(x), axis=1)
     s = tl.minimum(tl.maximum(tl.math.div_rn(bamax, 6.0 * g), 0.0), 448.0)
     scale_bits = _e4m3_rne_bits(s)
     divisor = _e4m3_value(scale_bits) * g
     safe_divisor = tl.where(divisor == 0, 1.0, divisor)
-    v = tl.abs(tl.math.div_rn(x3, safe_divisor[:, :, None]))
-    # round-to-nearest-even onto 0,.5,1,1.5,2,3,4,6: ties at .75/1.75/3.5 round up, the rest down
-    mag = (
-        (v > 0.25).to(tl.int32) + (v >= 0.75).to(tl.int32) + (v > 1.25).to(tl.int32)
-        + (v >= 1.75).to(tl.int32) + (v > 2.5).to(tl.int32) + (v >= 3.5).to(tl.int32)
-        + (v > 5.0).to(tl.int32)
-    )
-    mag = tl.where(divisor[:, :, None] == 0, 0, mag)
-    sign = (x3.to(tl.int32, bitcast=True) < 0) & (x3 == x3)
-    codes = mag | (sign.to(tl.int32) << 3)
-    lo, hi = tl.split(tl.reshape(codes, [BLOCK_R, BLOCK_C // 2, 2]))
-    packed = (lo | (hi << 4)).to(tl.uint8)
-    bcol = pid_c * (BLOCK_C // 2) + tl.arange(0, BLOCK_C // 2)
+    mag = _e2m1_rne_magnitude(tl.math.div_rn(tl.abs(x), safe_divisor[:, None]))
+    mag = tl.where(divisor[:, None] == 0, 0, mag)
+    codes = mag | ((x.to(tl.int32, bitcast=True) >> 28) & 8)
+    lo, hi = tl.split(tl.reshape(codes, [GROUPS, 8, 2]))
     tl.store(
-        data_ptr + r[:, None] * (D // 2) + bcol[None, :], packed,
-        mask=row_ok[:, None] & (bcol < D // 2)[None, :],
+        data_ptr + grp[:, None] * 8 + tl.arange(0, 8)[None, :], (lo | (hi << 4)).to(tl.uint8),
+        mask=grp_ok[:, None],
     )
-    # the grid covers the padded scale matrix; padding rows/cols hold all-zero x, so scale 0
-    sc = pid_c * BLOCK_G + tl.arange(0, BLOCK_G)
-    s_off = _swizzle_offset(r[:, None], sc[None, :], tiles_n)
-    tl.store(
-        scale_ptr + s_off, scale_bits.to(tl.uint8),
-        mask=(r < padded_rows)[:, None] & (sc < padded_cols)[None, :],
-    )
+    # padding bytes of the 128x4 layout are zeroed by the launcher
+    tl.store(scale_ptr + _scale_offset(grp, cols, tiles_n), scale_bits.to(tl.uint8), mask=grp_ok)
 
 
 @triton.jit
 def nvfp4_dequantize_kernel(
-    data_ptr, scale_ptr, global_ptr, out_ptr,
-    rows, D, tiles_n,
-    BLOCK_R: tl.constexpr, BLOCK_G: tl.constexpr, APPLY_GLOBAL: tl.constexpr,
+    words_ptr, scale_ptr, global_ptr, out_ptr,
+    n_groups, cols, tiles_n,
+    WORDS: tl.constexpr, APPLY_GLOBAL: tl.constexpr,
 ):
-    BLOCK_C: tl.constexpr = BLOCK_G * 16
-    pid_r = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    r = pid_r.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = r < rows
-    bcol = pid_c * (BLOCK_C // 2) + tl.arange(0, BLOCK_C // 2)
-    packed = tl.load(
-        data_ptr + r[:, None] * (D // 2) + bcol[None, :],
-        mask=row_ok[:, None] & (bcol < D // 2)[None, :], other=0,
-    ).to(tl.int32)
-    vals = tl.join(_e2m1_value(packed & 15), _e2m1_value(packed >> 4))
-    vals = tl.reshape(vals, [BLOCK_R, BLOCK_G, 16])
-    sc = pid_c * BLOCK_G + tl.arange(0, BLOCK_G)
-    scale_ok = row_ok[:, None] & (sc < D // 16)[None, :]
-    scale_bits = tl.load(scale_ptr + _swizzle_offset(r[:, None], sc[None, :], tiles_n), mask=scale_ok, other=0)
-    out = vals * _e4m3_value(scale_bits.to(tl.int32))[:, :, None]
+    # The packed codes are read as int32 words (8 codes, half a group); a tile row is one word
+    # -> 8 BF16 = one 16-byte store, so the store keeps the layout the load produced.
+    pid = tl.program_id(0)
+    word = pid * WORDS + tl.arange(0, WORDS)
+    word_ok = word < n_groups * 2
+    packed = tl.load(words_ptr + word, mask=word_ok, other=0)
+    vals = _e2m1_value((packed[:, None] >> (tl.arange(0, 8) * 4)[None, :]) & 15)
+    scale_bits = tl.load(scale_ptr + _scale_offset(word // 2, cols, tiles_n), mask=word_ok, other=0)
+    out = vals * _e4m3_value(scale_bits.to(tl.int32))[:, None]
     if APPLY_GLOBAL:
         out = out * tl.load(global_ptr)
-    col = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     tl.store(
-        out_ptr + r[:, None] * D + col[None, :], _to_bf16_rne(tl.reshape(out, [BLOCK_R, BLOCK_C])),
-        mask=row_ok[:, None] & (col < D)[None, :],
+        out_ptr + word.to(tl.int64)[:, None] * 8 + tl.arange(0, 8)[None, :], _to_bf16_rne(out),
+        mask=word_ok[:, None],
     )
 
 
-# ---- launch heuristics (deterministic; every pick is listed in gate_cases) ----
+# ---- launch configs (deterministic; every pick is listed in gate_cases) ----
 
-BLOCK_G_CHOICES = (4, 8, 16)
+# (16-element groups per program, num_warps) of the quantize pass and (int32 code words
+# per program, num_warps) of the dequantize pass; the first entry is the default.
+# `MSA_NVFP4_CONFIG="q=512x8,d=2048x8"` picks others (benchmarks/sweep_nvfp4.py);
+# a pick outside these gated lists raises.
+QUANTIZE_CONFIGS = ((256, 4), (512, 8), (128, 4))
+DEQUANTIZE_CONFIGS = ((1024, 4), (2048, 8), (512, 4))
+QUANTIZE_CONFIG = QUANTIZE_CONFIGS[0]
+DEQUANTIZE_CONFIG = DEQUANTIZE_CONFIGS[0]
+ENV_OVERRIDE = "MSA_NVFP4_CONFIG"
 
 
-def tile_config(padded_cols):
-    """(BLOCK_R, BLOCK_G) for a row of `padded_cols` scale groups: <= 256 columns, 4096 elements."""
-    block_g = 16
-    for choice in BLOCK_G_CHOICES:
-        if choice >= padded_cols:
-            block_g = choice
-            break
-    return TILE_ELEMS // (16 * block_g), block_g
+def _parse_override(text):
+    picks = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, val = item.partition("=")
+        tile, _, warps = val.partition("x")
+        picks[key.strip()] = (int(tile), int(warps))
+    return picks
+
+
+def launch_configs(override=None):
+    """((quantize groups, warps), (dequantize words, warps)) from `override` or the env var."""
+    text = override if override is not None else os.environ.get(ENV_OVERRIDE, "")
+    try:
+        picks = _parse_override(text) if text else {}
+    except ValueError:
+        picks = {"invalid": None}
+    quant = picks.pop("q", QUANTIZE_CONFIG)
+    dequant = picks.pop("d", DEQUANTIZE_CONFIG)
+    if picks or quant not in QUANTIZE_CONFIGS or dequant not in DEQUANTIZE_CONFIGS:
+        raise ValueError(
+            f"{ENV_OVERRIDE}={text!r}: expected 'q=GROUPSxWARPS,d=WORDSxWARPS' with q in "
+            f"{QUANTIZE_CONFIGS} and d in {DEQUANTIZE_CONFIGS}"
+        )
+    return quant, dequant
 
 
 def amax_grid(n):
@@ -205,33 +223,35 @@ _PTR_TYPES = {"bf16": "*bf16", "fp16": "*fp16"}
 
 
 def gate_cases():
+    # Integer args are specialised at launch when divisible by 16; both variants are gated.
     cases = []
-    for tname, ptr in _PTR_TYPES.items():
-        cases.append(GateCase(
-            name=f"nvfp4_amax[{tname}]", fn=nvfp4_amax_kernel,
-            signature={"x_ptr": ptr, "amax_ptr": "*fp32", "n": "i64", "tiles_per_program": "i32",
-                       "BLOCK": "constexpr"},
-            constexprs={"BLOCK": AMAX_BLOCK}, num_warps=NUM_WARPS,
-        ))
-        for block_g in BLOCK_G_CHOICES:
-            block_r = TILE_ELEMS // (16 * block_g)
-            cases.append(GateCase(
-                name=f"nvfp4_quantize[{tname},G{block_g}]", fn=nvfp4_quantize_kernel,
-                signature={"x_ptr": ptr, "amax_ptr": "*fp32", "global_ptr": "*fp32", "data_ptr": "*u8",
-                           "scale_ptr": "*u8", "rows": "i32", "padded_rows": "i32", "D": "i32",
-                           "padded_cols": "i32", "tiles_n": "i32", "BLOCK_R": "constexpr",
-                           "BLOCK_G": "constexpr"},
-                constexprs={"BLOCK_R": block_r, "BLOCK_G": block_g}, num_warps=NUM_WARPS,
-            ))
-    for block_g in BLOCK_G_CHOICES:
-        block_r = TILE_ELEMS // (16 * block_g)
-        for apply_global in (True, False):
-            cases.append(GateCase(
-                name=f"nvfp4_dequantize[bf16,G{block_g},global={int(apply_global)}]", fn=nvfp4_dequantize_kernel,
-                signature={"data_ptr": "*u8", "scale_ptr": "*u8", "global_ptr": "*fp32", "out_ptr": "*bf16",
-                           "rows": "i32", "D": "i32", "tiles_n": "i32", "BLOCK_R": "constexpr",
-                           "BLOCK_G": "constexpr", "APPLY_GLOBAL": "constexpr"},
-                constexprs={"BLOCK_R": block_r, "BLOCK_G": block_g, "APPLY_GLOBAL": apply_global},
-                num_warps=NUM_WARPS,
-            ))
+    for aligned in ((), ("n_groups",)):
+        tag = ",n16" if aligned else ""
+        for tname, ptr in _PTR_TYPES.items():
+            if not aligned:
+                cases.append(GateCase(
+                    name=f"nvfp4_amax[{tname}]", fn=nvfp4_amax_kernel,
+                    signature={"x_ptr": ptr, "amax_ptr": "*fp32", "n": "i64", "tiles_per_program": "i32",
+                               "BLOCK": "constexpr"},
+                    constexprs={"BLOCK": AMAX_BLOCK}, num_warps=NUM_WARPS, aligned_ints=("n",),
+                ))
+            for groups, warps in QUANTIZE_CONFIGS:
+                cases.append(GateCase(
+                    name=f"nvfp4_quantize[{tname},G{groups},w{warps}{tag}]", fn=nvfp4_quantize_kernel,
+                    signature={"x_ptr": ptr, "amax_ptr": "*fp32", "global_ptr": "*fp32", "data_ptr": "*u8",
+                               "scale_ptr": "*u8", "n_groups": "i32", "cols": "i32", "tiles_n": "i32",
+                               "GROUPS": "constexpr"},
+                    constexprs={"GROUPS": groups}, num_warps=warps, aligned_ints=aligned,
+                ))
+        for words, warps in DEQUANTIZE_CONFIGS:
+            for apply_global in (True, False):
+                cases.append(GateCase(
+                    name=f"nvfp4_dequantize[bf16,W{words},w{warps},global={int(apply_global)}{tag}]",
+                    fn=nvfp4_dequantize_kernel,
+                    signature={"words_ptr": "*i32", "scale_ptr": "*u8", "global_ptr": "*fp32", "out_ptr": "*bf16",
+                               "n_groups": "i32", "cols": "i32", "tiles_n": "i32", "WORDS": "constexpr",
+                               "APPLY_GLOBAL": "constexpr"},
+                    constexprs={"WORDS": words, "APPLY_GLOBAL": apply_global},
+                    num_warps=warps, aligned_ints=aligned,
+                ))
     return cases

@@ -5,11 +5,12 @@ KV-outer would need per-(query, slot) partial outputs (topK x the output), so in
 1. `k2q_invert_kernel` turns the CSR back into per-query selections q2k [Hkv, total_q, topK]
    (slot from the schedule's `qsplit_indices` when given, else an atomic counter).
 2. `sparse_prefill_fwd_kernel` runs one program per (query token, KV head, head chunk); the
-   tile's M dimension packs the group's query heads. Each program dedupes its selection and
-   walks it in ascending block order (a rank computed in registers), so the result does not
-   depend on the slot order the inversion produced: runs are bitwise identical, with or
-   without a schedule. FP8 and NVFP4 K/V are converted to the compute dtype at tile load,
-   after which the math is the BF16/FP16 path's, tile for tile.
+   tile's M dimension packs the group's query heads. The selections are first sorted
+   (torch.sort, empty slots last), so each program walks its blocks in ascending order and
+   skips a repeat by comparing with the previous slot: the result does not depend on the
+   slot order the inversion produced, so runs are bitwise identical with or without a
+   schedule. FP8 and NVFP4 K/V are converted to the compute dtype at tile load and pass a
+   dtype fence (`_dtype_fence`), after which the instructions are the BF16/FP16 path's.
 Workspace: q2k (4*topK B per query per KV head) + a slot counter (4 B) + per-row and
 per-query request maps: well under 4x the output bytes for every supported shape.
 """
@@ -20,10 +21,11 @@ import triton.language as tl
 from .._backend import add_op_namespace_prefix
 from .gate import GateCase
 
-TOPK_MAX = 64  # the selection vector each program ranks in registers
+TOPK_MAX = 64  # the selection vector each program loads to count its visible blocks
 INVERT_ROWS = 16
 INVERT_BLOCK = 128
-INT_MAX = tl.constexpr(2147483647)
+INT32_MAX = 2147483647
+INT_MAX = tl.constexpr(INT32_MAX)
 LN2 = tl.constexpr(0.6931471805599453)
 LOG2E = 1.4426950408889634
 
@@ -163,17 +165,12 @@ def sparse_prefill_fwd_kernel(
     if causal != 0:
         last = tl.minimum(last, pid_q - q0 + lk - lq)
 
-    # Selection: skip -1 / out-of-range / causally invisible blocks and repeats, then rank
-    # the survivors so blocks are visited in ascending order whatever their slot order.
+    # The selection arrives sorted ascending with empty slots (-1) as INT_MAX, so the
+    # visible blocks (id < nb and starting at or before the causal end) form a prefix.
     offs_s = tl.arange(0, TOPK_P2)
     sel_base = (g.to(tl.int64) * total_q + pid_q) * topk
-    ids = tl.load(Q2K + sel_base + offs_s, mask=offs_s < topk, other=-1)
-    valid = (ids >= 0) & (ids < nb) & (ids * blk_kv <= last)
-    repeat = (ids[:, None] == ids[None, :]) & valid[None, :] & (offs_s[None, :] < offs_s[:, None])
-    valid = valid & (tl.max(repeat.to(tl.int32), axis=1) == 0)
-    key = tl.where(valid, ids, INT_MAX)
-    rank = tl.sum((key[None, :] < key[:, None]).to(tl.int32), axis=1)
-    n_sel = tl.sum(valid.to(tl.int32), axis=0)
+    ids = tl.load(Q2K + sel_base + offs_s, mask=offs_s < topk, other=INT_MAX)
+    n_sel = tl.sum(((ids < nb) & (ids * blk_kv <= last)).to(tl.int32), axis=0)
     tiles_per_blk = blk_kv // BLOCK_N
 
     q_ptrs = Q + pid_q.to(tl.int64) * stride_qt + heads[:, None].to(tl.int64) * stride_qh + offs_d[None, :]
@@ -191,9 +188,11 @@ def sparse_prefill_fwd_kernel(
     k_head = g.to(tl.int64) * stride_kh
     v_head = g.to(tl.int64) * stride_vh
     for it in range(0, n_sel * tiles_per_blk):
-        blk = tl.sum(tl.where(valid & (rank == it // tiles_per_blk), ids, 0), axis=0)
+        slot = it // tiles_per_blk
+        blk = tl.load(Q2K + sel_base + slot)
+        prev = tl.load(Q2K + sel_base + slot - 1, mask=slot > 0, other=-1)
         t = blk * blk_kv + (it % tiles_per_blk) * BLOCK_N + offs_n
-        tmask = t <= last
+        tmask = (t <= last) & (blk != prev)  # a repeated block counts once
         if PAGED:
             pidx = t // page_size
             page = tl.load(PageTable + b.to(tl.int64) * stride_pt + pidx,
@@ -250,14 +249,16 @@ def block_m_for_group(g):
     return 16 if g <= 16 else (32 if g <= 32 else 64)
 
 
-def prefill_config(block_m, head_dim):
-    """(BLOCK_N, num_warps, num_stages): modest tiles that fit SM12x's 99 KB of smem.
+def prefill_config(block_m, head_dim, nvfp4):
+    """(BLOCK_N, num_warps, num_stages): tiles that fit SM12x (99 KB smem) without spills.
 
+    8 warps: with 4 the per-element K/V address tensors exceed 255 registers. NVFP4
+    dequantisation and 64-row tiles need the narrower 32-key tile and no pipelining.
     blk_kv is a multiple of BLOCK_N (the public functions require blk_kv % 64 == 0).
     """
-    block_n = 64
-    num_warps = 4 if block_m <= 32 else 8
-    return block_n, num_warps, 2
+    if nvfp4 or block_m >= 64:
+        return 32, 8, 1
+    return 64, 8, 2
 
 
 def csr_row_map(cu_seqlens_k, blk_kv, max_seqlen_k, total_rows):
@@ -347,13 +348,16 @@ def sparse_prefill_fwd(
     g = hq // hkv
     q2k = invert_k2q(row_ptr, q_idx, qsplit if has_qsplit else None, cu_q, cu_k, total_q, topk,
                      blk_kv, max_seqlen_k)
+    # Canonical ascending block order (whatever slot order the inversion produced) keeps
+    # runs bitwise identical with or without a schedule; empty slots sort last.
+    q2k = torch.sort(torch.where(q2k < 0, INT32_MAX, q2k), dim=-1).values
     q_req = torch.searchsorted(
         cu_q[1:].contiguous(), torch.arange(total_q, dtype=torch.int32, device=q.device),
         right=True, out_int32=True,
     )
     block_m = block_m_for_group(g)
     head_chunks = triton.cdiv(g, block_m)
-    block_n, num_warps, num_stages = prefill_config(block_m, d)
+    block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4)
     if paged:
         strides_k = (k.stride(0), k.stride(1), k.stride(2))
         strides_v = (v.stride(0), v.stride(1), v.stride(2))
@@ -433,7 +437,7 @@ def gate_cases():
         nvfp4 = kv_dtype == torch.uint8
         for d in (64, 128):
             for block_m in (16, 32, 64):
-                block_n, num_warps, num_stages = prefill_config(block_m, d)
+                block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4)
                 for paged in (False, True):
                     for write_tlse in (False, True):
                         layout = "paged" if paged else "dense"

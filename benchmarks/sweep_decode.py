@@ -1,0 +1,113 @@
+"""Sweep sparse-decode launch configs (splits, BLOCK_N, num_warps, num_stages) on the M3 shape.
+
+Run on a GPU from the repo root: `python benchmarks/sweep_decode.py [--g8]` (< 2 minutes).
+Each variant is set through MSA_DECODE_CONFIG before `plan`, timed CUDA-graph replayed like
+bench_decode.py, and printed as one row per (kv dtype, B, tile config) with the time of each
+split count; `auto` is the launcher's own choice. A summary gives the best variant per
+(kv dtype, B), its fraction of copy bandwidth, and the FP8/BF16 speedup of the best variants.
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+import triton.testing
+
+sys.path.insert(0, "benchmarks")
+sys.path.insert(0, "tests")
+import bench_decode as bench  # noqa: E402
+
+decode = bench.decode
+
+TILE_CONFIGS = (  # (block_n, warps, stages); None = the launcher's default
+    None,
+    (64, 4, 2), (64, 4, 3), (64, 4, 4), (64, 8, 3),
+    (128, 4, 2), (128, 4, 3), (128, 8, 2),
+)
+SPLITS = {1: (4, 8, 16, 32), 4: (2, 4, 8, 16), 16: (1, 2, 4, 8), 64: (1, 2, 3, 4)}
+BATCHES = (1, 4, 16, 64)
+CTX = 32768
+
+
+def time_variant(batch, hq, hkv, pool, override, gen):
+    if override:
+        os.environ[decode.CONFIG_ENV] = ",".join(f"{k}={v}" for k, v in override.items())
+    else:
+        os.environ.pop(decode.CONFIG_ENV, None)
+    k, v = pool
+    q = torch.randn(batch, hq, bench.D, device="cuda", generator=gen, dtype=torch.bfloat16)
+    out = torch.empty_like(q)
+    lse = torch.empty(batch, hq, dtype=torch.float32, device="cuda")
+    wrappers = []
+    for _ in range(bench.RUNS_PER_GRAPH):
+        page_table, seqused, sel = bench.make_run_inputs(batch, 1, CTX, hkv, k.shape[0], gen)
+        wrappers.append(decode.SparseDecodePagedAttentionWrapper(blk_kv=bench.BLK).plan(
+            page_table=page_table, seqused_k=seqused, seqlen_q=1, max_seqlen_k=CTX, q2k_indices=sel,
+            num_qo_heads=hq, num_kv_heads=hkv, head_dim=bench.D))
+    os.environ.pop(decode.CONFIG_ENV, None)
+    for w in wrappers:  # compile + warm outside capture
+        w.run(q, k, v, out=out, lse=lse)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for w in wrappers:
+            w.run(q, k, v, out=out, lse=lse)
+    ms = triton.testing.do_bench(graph.replay, warmup=5, rep=15, return_mode="median")
+    time_us = ms * 1e3 / bench.RUNS_PER_GRAPH
+    kv_bytes = 2 * hkv * batch * bench.TOPK * bench.BLK * bench.D * k.element_size()
+    io_bytes = 2 * batch * hq * bench.D * 2 + batch * hq * 4 + hkv * batch * bench.TOPK * 4
+    return time_us, (kv_bytes + io_bytes) / (time_us * 1e-6), wrappers[0].num_splits, wrappers[0].config
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--g8", action="store_true", help="also sweep Hq 8 / Hkv 1")
+    args = ap.parse_args()
+    t0 = time.time()
+    copy_bw = bench.copy_bandwidth()
+    card = torch.cuda.get_device_name()
+    print(f"copy bandwidth {copy_bw / 1e9:.1f} GB/s on {card}; CUDA-graph replay, ctx {CTX}, topK {bench.TOPK}")
+    shapes = [(64, 4)] + ([(8, 1)] if args.g8 else [])
+    best = {}
+    for hq, hkv in shapes:
+        for kv_dtype in (torch.bfloat16, torch.float8_e4m3fn):
+            pool = bench.make_pool(hkv, kv_dtype)
+            kv = "fp8" if kv_dtype == torch.float8_e4m3fn else "bf16"
+            print(f"\n### Hq {hq} / Hkv {hkv}, {kv} KV: time us (fraction of copy bw) per split count")
+            for batch in BATCHES:
+                splits = SPLITS[batch]
+                print("\n| B | tile (block_n,warps,stages) | auto | " + " | ".join(f"s={s}" for s in splits) + " |")
+                print("|---|---|---|" + "---|" * len(splits))
+                for tile in TILE_CONFIGS:
+                    base = {} if tile is None else dict(block_n=tile[0], warps=tile[1], stages=tile[2])
+                    cells = []
+                    for s in (None,) + splits:
+                        override = dict(base, **({} if s is None else {"splits": s}))
+                        gen = torch.Generator(device="cuda").manual_seed(batch)
+                        try:
+                            t_us, bw, used, cfg = time_variant(batch, hq, hkv, pool, override, gen)
+                        except Exception as e:  # a config that fails to compile/launch is reported, not fatal
+                            cells.append("err:" + type(e).__name__)
+                            continue
+                        label = f"bn{cfg.block_n} w{cfg.num_warps} st{cfg.num_stages} s={used}"
+                        cells.append(f"{t_us:.1f} ({bw / copy_bw:.2f})" + (f" s{used}" if s is None else ""))
+                        key = (hq, hkv, kv, batch)
+                        if key not in best or t_us < best[key][0]:
+                            best[key] = (t_us, bw / copy_bw, label)
+                    name = "default" if tile is None else str(tile)
+                    print(f"| {batch} | {name} | " + " | ".join(cells) + " |", flush=True)
+            del pool
+            torch.cuda.empty_cache()
+    print("\n### Best per (shape, kv, B)\n\n| Hq/Hkv | kv | B | best us | frac copy bw | config | fp8 speedup |")
+    print("|---|---|---|---|---|---|---|")
+    for (hq, hkv, kv, batch), (t_us, frac, label) in sorted(best.items()):
+        speed = ""
+        if kv == "fp8" and (hq, hkv, "bf16", batch) in best:
+            speed = f"{best[(hq, hkv, 'bf16', batch)][0] / t_us:.2f}x"
+        print(f"| {hq}/{hkv} | {kv} | {batch} | {t_us:.1f} | {frac:.2f} | {label} | {speed} |")
+    print(f"\nsweep took {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
