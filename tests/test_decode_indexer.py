@@ -121,6 +121,22 @@ def test_triton_scores_match_reference():
 
 @pytest.mark.triton
 @needs_triton
+def test_triton_forced_blocks_and_large_group():
+    # 20 index heads on one K head: two 16-head programs; forced blocks come back as +inf from the kernel
+    case = make_cache([200, 70], hq=20, hkv=1, dtype=TRITON_HALF, device=TRITON_DEVICE, seed=4)
+    max_blocks = -(-case["max_seqlen"] // 64)
+    out = di._decode_block_scores_op(case["q"], case["k_cache"], case["req_to_token"], case["slot_ids"],
+                                     case["seq_lens"], 64, max_blocks, 1.0, 1, 1).cpu()
+    expect = ref.decode_block_scores_reference(case["q"].cpu(), case["k_cache"].cpu(), case["req_to_token"].cpu(),
+                                               case["seq_lens"].cpu(), case["slot_ids"].cpu(), 64, max_blocks)
+    expect = di.force_blocks(expect, case["seq_lens"].cpu(), 64, 1, 1)
+    finite = torch.isfinite(expect)
+    assert torch.equal(out == math.inf, expect == math.inf) and torch.equal(out == -math.inf, expect == -math.inf)
+    assert (out[finite] - expect[finite]).abs().max() <= 1e-3
+
+
+@pytest.mark.triton
+@needs_triton
 def test_triton_end_to_end_matches_naive():
     case = make_cache([300, 64, 130], hq=4, hkv=1, d=64, dtype=TRITON_HALF, device=TRITON_DEVICE, seed=2)
     o, topk_idx, _ = di.flash_decode_with_topk_idx(**case, topk=3, init_blocks=1, local_blocks=1)

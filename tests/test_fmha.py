@@ -155,3 +155,14 @@ def test_gpu_pipeline_end_to_end():
     errors = run_pipeline("cuda")
     # bf16 outputs of O(1) values vs the FP32 reference on the same selection
     assert errors["prefill_max_abs"] <= 2e-2 and errors["decode_max_abs"] <= 2e-2, errors
+
+
+@pytest.mark.triton
+@needs_triton
+def test_triton_group_above_16_heads_splits_programs():
+    # 20 query heads per KV head: two 16-head chunks per group, the second half empty
+    plan = fmha.fmha_sm12x_plan([2], [140], 20, 1, page_size=-1, output_maxscore=True, device=TRITON_DEVICE)
+    q, k, v, kv_indices = make_inputs(plan, 32, TRITON_HALF, TRITON_DEVICE, seed=11)
+    out, ms = fmha.fmha_sm12x(q, k, v, plan, kv_indices)
+    ro, rms = reference(q, k, v, plan, kv_indices)
+    assert_close(out, ms, ro, rms, 2e-2)

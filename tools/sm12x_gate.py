@@ -44,8 +44,11 @@ def collect_cases():
         if info.name == "gate":
             continue
         mod = importlib.import_module(f"msa_blackwell.triton_kernels.{info.name}")
-        kernels = {name for name, obj in vars(mod).items()
-                   if isinstance(obj, triton.runtime.jit.JITFunction) and obj.__module__ == mod.__name__}
+        jitted = {name: obj for name, obj in vars(mod).items()
+                  if isinstance(obj, triton.runtime.jit.JITFunction) and obj.__module__ == mod.__name__}
+        # Entry kernels are the jitted functions no other jitted function calls (the rest inline).
+        kernels = {name for name in jitted
+                   if not any(re.search(rf"\b{name}\s*\(", other.src) for o, other in jitted.items() if o != name)}
         mod_cases = mod.gate_cases() if hasattr(mod, "gate_cases") else []
         covered = {c.fn.__name__ for c in mod_cases}
         uncovered += [f"{info.name}.{k}" for k in sorted(kernels - covered)]

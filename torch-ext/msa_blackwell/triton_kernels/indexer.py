@@ -244,7 +244,7 @@ def check_strides_aligned(**tensors):
 def proxy_fmha_config(d, output_o):
     """(M rows, BLOCK_N keys, num_warps, num_stages) per head dim and variant (every value is gate-listed)."""
     if output_o:
-        return _tuned("proxy_o", (64, 64, 4 if d <= 64 else 8, 2))
+        return _tuned("proxy_o", (64, 64, 8, 2))
     return _tuned("proxy_ms", (128, 128, 8, 2))
 
 

@@ -148,7 +148,7 @@ def nvfp4_quantize_kernel(
         mask=grp_ok[:, None],
     )
     # padding bytes of the 128x4 layout are zeroed by the launcher
-    tl.store(scale_ptr + _scale_offset(grp, cols, tiles_n), scale_bits.to(tl.uint8), mask=grp_ok)
+    tl.store(scale_ptr + _scale_offset(grp.to(tl.int32), cols, tiles_n), scale_bits.to(tl.uint8), mask=grp_ok)
 
 
 @triton.jit

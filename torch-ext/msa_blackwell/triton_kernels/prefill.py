@@ -249,14 +249,15 @@ def block_m_for_group(g):
     return 16 if g <= 16 else (32 if g <= 32 else 64)
 
 
-def prefill_config(block_m, head_dim, nvfp4):
+def prefill_config(block_m, head_dim, nvfp4, write_tlse):
     """(BLOCK_N, num_warps, num_stages): tiles that fit SM12x (99 KB smem) without spills.
 
     8 warps: with 4 the per-element K/V address tensors exceed 255 registers. NVFP4
-    dequantisation and 64-row tiles need the narrower 32-key tile and no pipelining.
-    blk_kv is a multiple of BLOCK_N (the public functions require blk_kv % 64 == 0).
+    dequantisation, 32+ row tiles and the second (temperature) softmax at D=128 need the
+    narrower 32-key tile and no pipelining. blk_kv is a multiple of BLOCK_N (the public
+    functions require blk_kv % 64 == 0).
     """
-    if nvfp4 or block_m >= 64:
+    if nvfp4 or block_m >= 32 or (write_tlse and head_dim >= 128):
         return 32, 8, 1
     return 64, 8, 2
 
@@ -357,7 +358,7 @@ def sparse_prefill_fwd(
     )
     block_m = block_m_for_group(g)
     head_chunks = triton.cdiv(g, block_m)
-    block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4)
+    block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4, write_tlse)
     if paged:
         strides_k = (k.stride(0), k.stride(1), k.stride(2))
         strides_v = (v.stride(0), v.stride(1), v.stride(2))
@@ -437,9 +438,9 @@ def gate_cases():
         nvfp4 = kv_dtype == torch.uint8
         for d in (64, 128):
             for block_m in (16, 32, 64):
-                block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4)
                 for paged in (False, True):
                     for write_tlse in (False, True):
+                        block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4, write_tlse)
                         layout = "paged" if paged else "dense"
                         tag = (f"{_TRITON_TYPES[q_dtype]}/{_TRITON_TYPES[kv_dtype]},D{d},M{block_m},"
                                f"N{block_n},{layout}{',tlse' if write_tlse else ''}")
