@@ -65,12 +65,12 @@ def sparse_decode_kernel(
         req_ok = (req >= 0) & (req < table_rows)
         kv_len = tl.where(req_ok, kv_len, 0)
         table_base = table_ptr + tl.where(req_ok, req, 0).to(tl.int64) * stride_table
+    # Bottom-right causal: query qi sits at kv_len - seqlen_q + qi.
+    vis_end = tl.maximum(kv_len - causal * (seqlen_q - 1 - qi), 0)
     g_ok = (g0 + offs_g) < group
     head = kvh * group + g0 + offs_g
     q = tl.load(q_ptr + row.to(tl.int64) * stride_qt + head[:, None] * stride_qh + offs_d[None, :],
                 mask=g_ok[:, None], other=0.0)
-    # Bottom-right causal: query qi sits at kv_len - seqlen_q + qi.
-    vis_end = tl.maximum(kv_len - causal * (seqlen_q - 1 - qi), 0)
 
     # torch.compile passes Python floats as fp64 scalars: pin the softmax math to fp32.
     qk_scale_log2 = tl.cast(qk_scale_log2, tl.float32)
@@ -132,10 +132,11 @@ def sparse_decode_kernel(
         else:
             tok0 = it * BLOCK_N
             pos = tok0 + offs_n
-            tok_ok = pos < vis_end
+            tile_ok = tok0 < vis_end
+            tok_ok = tile_ok & (pos < vis_end)
             if PAGED:
                 page_idx = tok0 // blk_kv
-                page = tl.load(table_base + page_idx, mask=(tok0 < vis_end) & (page_idx < table_cols), other=-1)
+                page = tl.load(table_base + page_idx, mask=tile_ok & (page_idx < table_cols), other=-1)
                 tok_ok = tok_ok & (page >= 0) & (page < cache_rows)
                 in_page = pos - page_idx * blk_kv
                 k_rows = page.to(tl.int64) * stride_kc + k_head_off + in_page * stride_kt
@@ -148,13 +149,11 @@ def sparse_decode_kernel(
         # Host validation makes every cache stride a multiple of 16 elements: 16-byte vector loads.
         k_rows = tl.multiple_of(k_rows, 16)
         v_rows = tl.multiple_of(v_rows, 16)
-        # K and V are both issued before the math, so the V fetch overlaps QK and the softmax.
         k = tl.load(k_ptr + k_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
-        v = tl.load(v_ptr + v_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
+        if SPARSE:  # V issued with K: its fetch overlaps QK and the softmax (dense would spill on SM12x)
+            v = tl.load(v_ptr + v_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
         if k_ptr.dtype.element_ty == tl.float8e4nv:
             k = tl.inline_asm_elementwise(FP8_TO_FP16_ASM, "=r,=r,r", [k.to(tl.uint8, bitcast=True)],
-                                          dtype=tl.float16, is_pure=False, pack=4)
-            v = tl.inline_asm_elementwise(FP8_TO_FP16_ASM, "=r,=r,r", [v.to(tl.uint8, bitcast=True)],
                                           dtype=tl.float16, is_pure=False, pack=4)
         qk = tl.dot(q_mma, tl.trans(k.to(q_mma.dtype))) * qk_scale
         qk = tl.where(tok_ok[None, :], qk, float("-inf"))
@@ -163,6 +162,11 @@ def sparse_decode_kernel(
         alpha = tl.exp2(m_i - m_safe)
         p = tl.exp2(qk - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
+        if not SPARSE:
+            v = tl.load(v_ptr + v_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
+        if k_ptr.dtype.element_ty == tl.float8e4nv:
+            v = tl.inline_asm_elementwise(FP8_TO_FP16_ASM, "=r,=r,r", [v.to(tl.uint8, bitcast=True)],
+                                          dtype=tl.float16, is_pure=False, pack=4)
         acc = acc * alpha[:, None] + tl.dot(p.to(q_mma.dtype), v.to(q_mma.dtype))
         m_i = m_new
 

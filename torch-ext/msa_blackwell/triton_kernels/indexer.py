@@ -133,19 +133,18 @@ def launch_fp4_dequant(wrap, src, scale, dst, num_heads, row_tiles, group, mxfp4
 
 
 @triton.jit
-def _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size, ok, stride_tok,
-                    stride_slot, PAGED: tl.constexpr):
-    """int64 offsets of key positions `pos` of request b, and which are readable.
+def _kv_rows(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size, ok, PAGED: tl.constexpr):
+    """(row, slot, readable) of key positions `pos` of request b: the element offset is
+    row * stride_token + slot * stride_slot for both K and V (one page-table lookup for both).
 
-    dense: [total_k, Hkv, D] rows from k_start; paged: [P, Hkv, page_size, D] through kv_indices.
+    dense: rows [total_k, Hkv, D] from k_start; paged: pages [P, Hkv, page_size, D] through kv_indices.
     """
     if PAGED:
         idx = page_base + pos // page_size
         page = tl.load(kv_idx_ptr + idx, mask=ok & (idx < num_kv_idx), other=-1).to(tl.int64)
-        page_ok = ok & (page >= 0) & (page < num_pages)
-        return page * stride_tok + (pos % page_size).to(tl.int64) * stride_slot, page_ok
+        return page, (pos % page_size).to(tl.int64), ok & (page >= 0) & (page < num_pages)
     else:
-        return (k_start + pos).to(tl.int64) * stride_tok, ok
+        return (k_start + pos).to(tl.int64), (pos * 0).to(tl.int64), ok
 
 
 @triton.jit
@@ -200,8 +199,9 @@ def proxy_fmha_kernel(
     cols = tl.arange(0, BLOCK_N)
     for n in range(0, j_end * SUBS):
         pos = n * BLOCK_N + cols
-        k_off, key_ok = _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size,
-                                        pos < k_len, stride_kt, stride_ks, PAGED)
+        kv_row, kv_slot, key_ok = _kv_rows(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size,
+                                           pos < k_len, PAGED)
+        k_off = kv_row * stride_kt + kv_slot * stride_ks
         k = tl.load(k_ptr + (k_off + g * stride_kh)[:, None] + dims[None, :], mask=key_ok[:, None], other=0.0)
         s = tl.dot(q, tl.trans(k.to(DOT_DTYPE))) * qk_scale
         visible = key_ok[None, :] & (pos[None, :] <= key_limit[:, None])
@@ -217,8 +217,7 @@ def proxy_fmha_kernel(
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.exp2((s - m_safe[:, None]) * log2_scale)
             alpha = tl.exp2((m_i - m_safe) * log2_scale)
-            v_off, _ = _kv_row_offsets(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size,
-                                       pos < k_len, stride_vt, stride_vs, PAGED)
+            v_off = kv_row * stride_vt + kv_slot * stride_vs
             v = tl.load(v_ptr + (v_off + g * stride_vh)[:, None] + dims[None, :], mask=key_ok[:, None], other=0.0)
             acc = acc * alpha[:, None] + tl.dot(p.to(DOT_DTYPE), v.to(DOT_DTYPE))
             l_i = l_i * alpha + tl.sum(p, axis=1)
