@@ -243,7 +243,7 @@ def check_strides_aligned(**tensors):
 def proxy_fmha_config(d, output_o):
     """(M rows, BLOCK_N keys, num_warps, num_stages) per head dim and variant (every value is gate-listed)."""
     if output_o:
-        return _tuned("proxy_o", (64, 64, 8, 2))
+        return _tuned("proxy_o", (64, 32 if d <= 64 else 64, 4 if d <= 32 else 8, 2))
     return _tuned("proxy_ms", (128, 128, 8, 2))
 
 
@@ -277,6 +277,13 @@ def launch_proxy_fmha(wrap, q, k, v, out, max_score, cu_q, cu_k, cu_p, kv_indice
 
 
 @triton.jit
+def _clamp_to_dot_range(x, DOT_DTYPE: tl.constexpr):
+    if DOT_DTYPE == tl.float16:
+        x = tl.minimum(tl.maximum(x, -65504.0), 65504.0)
+    return x
+
+
+@triton.jit
 def decode_block_score_kernel(
     q_ptr, k_ptr, r2t_ptr, slot_ids_ptr, seq_lens_ptr, out_ptr,
     batch, max_blocks, r2t_width, num_slots, num_reqs, k_scale, group_size, block_size, blocks_per_prog,
@@ -303,10 +310,8 @@ def decode_block_score_kernel(
     dims = tl.arange(0, D)
     q = tl.load(q_ptr + b.to(tl.int64) * stride_qb + head[:, None] * stride_qh + dims[None, :],
                 mask=head_ok[:, None], other=0.0).to(tl.float32)
-    if DOT_DTYPE == tl.float16:
-        # fp16 dots (FP8 caches) need Q inside the fp16 range; every E4M3 key is exact in fp16
-        q = tl.minimum(tl.maximum(q, -65504.0), 65504.0)
-    q_t = tl.trans(q.to(DOT_DTYPE))
+    # fp16 dots (FP8 caches) need Q inside the fp16 range; every E4M3 key is exact in fp16
+    q_t = tl.trans(_clamp_to_dot_range(q, DOT_DTYPE).to(DOT_DTYPE))
     cols = tl.arange(0, BLOCK_N)
     out_row = (head.to(tl.int64) * batch + b) * max_blocks
     subs = block_size // BLOCK_N
@@ -324,9 +329,9 @@ def decode_block_score_kernel(
         s = tl.dot(k.to(DOT_DTYPE), q_t) * k_scale
         best = tl.maximum(best, tl.max(tl.where(tok_ok[:, None], s, float("-inf")), axis=0))
         last = n % subs == subs - 1
-        j = j0 + n // subs
-        forced = (j < init_blocks) | (j >= n_blocks - local_blocks)
-        tl.store(out_ptr + out_row + j, tl.where(forced, float("inf"), best), mask=head_ok & last)
+        blk = j0 + n // subs
+        forced = (blk < init_blocks) | (blk >= n_blocks - local_blocks)
+        tl.store(out_ptr + out_row + blk, tl.where(forced, float("inf"), best), mask=head_ok & last)
         best = tl.where(last, float("-inf"), best)
     for j in range(tl.maximum(j_stop, j0), tl.minimum(j0 + blocks_per_prog, max_blocks)):
         tl.store(out_ptr + out_row + j, tl.full([HEADS_P2], float("-inf"), tl.float32), mask=head_ok)
@@ -446,7 +451,7 @@ def _decode_cases():
                 ints = ("batch", "max_blocks", "r2t_width", "num_slots", "num_reqs")
                 sig = _sig(ptrs, ints, ("k_scale",))
                 sig.update({n: "i32" for n in ("group_size", "block_size", "blocks_per_prog", "init_blocks",
-                                               "local_blocks", "num_head_chunks") + _DECODE_STRIDES})
+                                               "local_blocks", "num_head_chunks") + _DECODE_STRIDES + ("stride_r2t",)})
                 sig.update({n: "constexpr" for n in constexprs})
                 tag = f"decode_block_score[{q_t}/{k_t},D{d},N{block_n}]"
                 cases.append(GateCase(tag, decode_block_score_kernel, sig, constexprs, warps, stages,
