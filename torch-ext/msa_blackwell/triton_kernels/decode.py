@@ -150,7 +150,9 @@ def sparse_decode_kernel(
         k_rows = tl.multiple_of(k_rows, 16)
         v_rows = tl.multiple_of(v_rows, 16)
         k = tl.load(k_ptr + k_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
-        if SPARSE:  # V issued with K: its fetch overlaps QK and the softmax (dense would spill on SM12x)
+        # Paged sparse issues V with K, so its fetch overlaps QK and the softmax; the dense and
+        # token-slot paths hold more live addresses and would spill on SM12x, so they load V late.
+        if SPARSE and PAGED:
             v = tl.load(v_ptr + v_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
         if k_ptr.dtype.element_ty == tl.float8e4nv:
             k = tl.inline_asm_elementwise(FP8_TO_FP16_ASM, "=r,=r,r", [k.to(tl.uint8, bitcast=True)],
@@ -162,7 +164,7 @@ def sparse_decode_kernel(
         alpha = tl.exp2(m_i - m_safe)
         p = tl.exp2(qk - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        if not SPARSE:
+        if not (SPARSE and PAGED):
             v = tl.load(v_ptr + v_rows[:, None] + offs_d[None, :], mask=tok_ok[:, None], other=0.0)
         if k_ptr.dtype.element_ty == tl.float8e4nv:
             v = tl.inline_asm_elementwise(FP8_TO_FP16_ASM, "=r,=r,r", [v.to(tl.uint8, bitcast=True)],

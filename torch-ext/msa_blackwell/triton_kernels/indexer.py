@@ -346,7 +346,7 @@ def decode_scorer_config(block_size, d, max_blocks, batch, hkv, num_sms):
 
     Memory bound: about `waves` programs per SM, each streaming whole blocks (a longer loop keeps
     more loads in flight), but never fewer programs than that (B=1 long contexts split finely)."""
-    waves = _tuned("decode_waves", 4)
+    waves = _tuned("decode_waves", 8)
     work = max(batch * hkv * max_blocks, 1)
     per_prog = 1
     while per_prog < _tuned("decode_max_blocks_per_prog", 16) and work // (per_prog * 2) >= waves * num_sms:

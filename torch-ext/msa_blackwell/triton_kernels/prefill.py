@@ -249,7 +249,7 @@ def block_m_for_group(g):
     return 16 if g <= 16 else (32 if g <= 32 else 64)
 
 
-def prefill_config(block_m, head_dim, nvfp4, write_tlse):
+def prefill_config(block_m, head_dim, nvfp4, write_tlse, arch_major=12):
     """(BLOCK_N, num_warps, num_stages): tiles that fit SM12x (99 KB smem) without spills.
 
     8 warps: with 4 the per-element K/V address tensors exceed 255 registers. NVFP4
@@ -259,7 +259,23 @@ def prefill_config(block_m, head_dim, nvfp4, write_tlse):
     """
     if nvfp4 or block_m >= 32 or (write_tlse and head_dim >= 128):
         return 32, 8, 1
+    if arch_major == 9:
+        # Hopper only (validation card): 128-key tiles, 4 warps, no pipelining ran 30-40%
+        # faster on an H200 (benchmarks/sweep_prefill.py); on SM12x that config spills.
+        return 128, 4, 1
     return 64, 8, 2
+
+
+_ARCH_MAJOR = {}
+
+
+def arch_major(device):
+    """Compute-capability major of a CUDA device (12 = the SM12x target, also for the interpreter)."""
+    if device.type != "cuda":
+        return 12
+    if device.index not in _ARCH_MAJOR:
+        _ARCH_MAJOR[device.index] = torch.cuda.get_device_capability(device)[0]
+    return _ARCH_MAJOR[device.index]
 
 
 def csr_row_map(cu_seqlens_k, blk_kv, max_seqlen_k, total_rows):
@@ -358,7 +374,7 @@ def sparse_prefill_fwd(
     )
     block_m = block_m_for_group(g)
     head_chunks = triton.cdiv(g, block_m)
-    block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4, write_tlse)
+    block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4, write_tlse, arch_major(q.device))
     if paged:
         strides_k = (k.stride(0), k.stride(1), k.stride(2))
         strides_v = (v.stride(0), v.stride(1), v.stride(2))
