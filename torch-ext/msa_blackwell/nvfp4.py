@@ -157,7 +157,7 @@ def dequantize_nvfp4_128x4_to_bf16(qx, *, include_global_scale=True):
     rows, cols = _check_quantized(qx)
     if use_triton(qx.data):
         data = qx.data.contiguous().reshape(rows, cols * 8)
-        if data.data_ptr() % 4:
+        if data.storage_offset() % 4:  # storages are 16-byte aligned; traceable under torch.compile
             data = data.clone()  # the kernel reads the codes as int32 words
         out = _dequantize_op(
             data, qx.scale_128x4.contiguous().reshape(-1),

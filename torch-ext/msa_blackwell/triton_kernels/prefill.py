@@ -249,7 +249,7 @@ def block_m_for_group(g):
     return 16 if g <= 16 else (32 if g <= 32 else 64)
 
 
-def prefill_config(block_m, head_dim, nvfp4, write_tlse, arch_major=12):
+def prefill_config(block_m, head_dim, nvfp4, write_tlse, arch_major=12, blk_kv=128):
     """(BLOCK_N, num_warps, num_stages): tiles that fit SM12x (99 KB smem) without spills.
 
     8 warps: with 4 the per-element K/V address tensors exceed 255 registers. NVFP4
@@ -259,7 +259,7 @@ def prefill_config(block_m, head_dim, nvfp4, write_tlse, arch_major=12):
     """
     if nvfp4 or block_m >= 32 or (write_tlse and head_dim >= 128):
         return 32, 8, 1
-    if arch_major == 9:
+    if arch_major == 9 and blk_kv % 128 == 0:
         # Hopper only (validation card): 128-key tiles, 4 warps, no pipelining ran 30-40%
         # faster on an H200 (benchmarks/sweep_prefill.py); on SM12x that config spills.
         return 128, 4, 1
@@ -374,7 +374,7 @@ def sparse_prefill_fwd(
     )
     block_m = block_m_for_group(g)
     head_chunks = triton.cdiv(g, block_m)
-    block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4, write_tlse, arch_major(q.device))
+    block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4, write_tlse, arch_major(q.device), blk_kv)
     if paged:
         strides_k = (k.stride(0), k.stride(1), k.stride(2))
         strides_v = (v.stride(0), v.stride(1), v.stride(2))
