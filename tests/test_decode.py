@@ -47,7 +47,10 @@ def reference_of(case, causal=True, k_scale=None, v_scale=None):
 def assert_close_half(out, lse, ref_out, ref_lse, floor=2e-3):
     out = out.float().cpu()
     ref_rounded = ref_out.to(out.dtype if out.dtype != torch.float32 else torch.float16).float()
-    bound = 2 * (ref_rounded - ref_out).abs().max().item() + floor
+    # The floor covers the bf16/fp16 rounding of P in P@V (relative 2^-9 of the output scale),
+    # which a sample's own output rounding can underestimate (e.g. one dominant key).
+    scale_floor = 2.0 ** -8 * ref_out.abs().max().item()
+    bound = 2 * (ref_rounded - ref_out).abs().max().item() + max(floor, scale_floor)
     err = (out - ref_out).abs().max().item()
     assert err <= bound, f"max|out-ref| {err} > {bound}"
     assert torch.equal(torch.isinf(lse.cpu()), torch.isinf(ref_lse))

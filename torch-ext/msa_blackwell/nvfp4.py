@@ -157,7 +157,9 @@ def dequantize_nvfp4_128x4_to_bf16(qx, *, include_global_scale=True):
     rows, cols = _check_quantized(qx)
     if use_triton(qx.data):
         data = qx.data.contiguous().reshape(rows, cols * 8)
-        if data.storage_offset() % 4:  # storages are 16-byte aligned; traceable under torch.compile
+        # The kernel reads the codes as int32 words. Storages are 16-byte aligned, so only a view
+        # can be off; under torch.compile `view(torch.int32)` itself rejects a misaligned one.
+        if not torch.compiler.is_compiling() and data.storage_offset() % 4:
             data = data.clone()  # the kernel reads the codes as int32 words
         out = _dequantize_op(
             data, qx.scale_128x4.contiguous().reshape(-1),
