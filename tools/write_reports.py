@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Regenerate VALIDATION.md and benchmarks/RESULTS.md from measured device runs.
 
-    python3 tools/write_reports.py [RUN_DIR ...]
+    python3 tools/write_reports.py [RUN_DIR ...] [--bench-dir DIR --date "YYYY-MM-DD HH:MM UTC"]
+                                   [--sweep LOG ...]
 
 Each RUN_DIR holds a `validation.json` written by tools/gpu_validate.py; it is copied to
-benchmarks/results/validation-<card>-<date>.json. The reports are then rebuilt from every
-stored validation-*.json (newest first): nothing in them is typed by hand.
+benchmarks/results/validation-<card>-<date>.json. `--bench-dir` stores a run whose
+validation.json did not come back (only its benchmarks/results JSON files did): the card is
+read from the records, the software versions are marked as not recorded. `--sweep` copies a
+sweep script's printed table to benchmarks/results/sweeps/. The reports are then rebuilt from
+everything stored (newest first), with each issue's targets judged from the records:
+nothing in them is typed by hand.
 """
+import argparse
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +39,26 @@ def store(run_dir):
     return dest
 
 
+def store_bench_dir(bench_dir, date):
+    benchmarks = {p.stem: json.loads(p.read_text()) for p in sorted(Path(bench_dir).glob("*.json"))
+                  if p.stem != "validation"}
+    card = next(r["card"] for recs in benchmarks.values() for r in recs if r.get("card"))
+    env = {"card": card, "capability": "9.0" if "H100" in card or "H200" in card else "?", "sms": "?",
+           "torch": "not recorded", "triton": "not recorded", "cuda": "not recorded", "driver": "not recorded",
+           "date": date}
+    data = {"environment": env, "steps": [], "tests": {}, "benchmarks": benchmarks}
+    dest = RESULTS / f"validation-{slug(card)}-{slug(date)}.json"
+    dest.write_text(json.dumps(data, indent=1))
+    for name, recs in benchmarks.items():
+        (RESULTS / f"{name}.json").write_text(json.dumps(recs, indent=1))
+    return dest
+
+
 def fmt(v):
+    if isinstance(v, dict):
+        return " ".join(f"{k}={x}" for k, x in v.items())
+    if isinstance(v, list):
+        return "x".join(str(x) for x in v)
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, bool):
@@ -55,6 +79,74 @@ def table(records, columns):
     return lines
 
 
+def _find(recs, name, **shape):
+    for r in recs:
+        if r.get("name") == name and all(str(r.get("shape", {}).get(k) if isinstance(r.get("shape"), dict)
+                                              else "") == str(v) for k, v in shape.items()):
+            return r
+    return None
+
+
+def checks(bench, recs):
+    """(case, metric, value, target, pass) rows: the issues' performance targets, judged from records."""
+    rows = []
+    if bench == "native_ops":
+        for r in recs:
+            if r["name"] == "sparse_topk_select":
+                rows.append((f"{r['name']} {fmt(r['shape'])}", "time / torch.topk+sort", r["ratio"], "<= 0.5",
+                             r["ratio"] <= 0.5))
+            elif r["name"] == "native_topk_from_scores":
+                rows.append((f"{r['name']} {fmt(r['shape'])}", "time us (graph)", r["time_us"], "<= 25",
+                             r["time_us"] <= 25))
+                rows.append((f"{r['name']} {fmt(r['shape'])}", "time / torch.topk", r["ratio"], "<= 0.5",
+                             r["ratio"] <= 0.5))
+            elif r["name"] == "build_k2q_csr":
+                limit = 150 if r["shape"]["T"] <= 16384 else 1000
+                rows.append((f"{r['name']} {fmt(r['shape'])}", "time us", r["time_us"], f"<= {limit}",
+                             r["time_us"] <= limit))
+    elif bench == "decode":
+        for r in recs:
+            sh = r["shape"]
+            case = f"Hq{sh['Hq']}/Hkv{sh['Hkv']} {r['dtype']} ctx{sh['ctx']} B{sh['B']} sq{sh['seqlen_q']}"
+            if sh["B"] >= 16:
+                rows.append((case, "fraction of copy bw", r["ratio"], ">= 0.80", r["ratio"] >= 0.8))
+            elif sh["B"] == 4:
+                rows.append((case, "fraction of copy bw", r["ratio"], ">= 0.45", r["ratio"] >= 0.45))
+            elif sh["B"] == 1 and sh["seqlen_q"] == 1:
+                rows.append((case, "time us (graph)", r["time_us"], "<= 6", r["time_us"] <= 6))
+            if "fp8kv" in r["dtype"] and sh["B"] >= 16:
+                twin = next((x for x in recs if x["shape"] == sh and "bf16kv" in x["dtype"]), None)
+                if twin:
+                    speedup = twin["time_us"] / r["time_us"]
+                    rows.append((case, "BF16 time / FP8 time", speedup, ">= 1.6", speedup >= 1.6))
+    elif bench == "prefill":
+        by_name = {}
+        for r in recs:
+            by_name.setdefault(r["name"], []).append(r)
+        for r in by_name.get("production_weighted", []):
+            if r["dtype"] == "bfloat16":
+                rows.append(("production-weighted (BF16)", "useful TFLOP/s / dense flash SDPA at 16K", r["ratio"],
+                             ">= 0.6", r["ratio"] >= 0.6))
+        weighted = {r["dtype"]: r["value"] for r in by_name.get("production_weighted", [])}
+        if "bfloat16" in weighted and "float8_e4m3fn" in weighted:
+            ratio = weighted["float8_e4m3fn"] / weighted["bfloat16"]
+            rows.append(("production-weighted FP8 KV vs BF16 KV", "FP8 TFLOP/s / BF16 TFLOP/s", ratio, ">= 1.0",
+                         ratio >= 1.0))
+        for r in by_name.get("sparse_vs_flash_q=k=128K", []):
+            rows.append(("q=k=128K", "speedup vs dense causal SDPA", r["value"], ">= 15", r["value"] >= 15))
+        for r in by_name.get("sparse_vs_cudnn_q=k=8K", []):
+            rows.append(("q=k=8K", "speedup vs cuDNN SDPA", r["value"], "> 1", r["value"] > 1))
+        for name in ("extra_memory_with_csr_q=k=8K", "extra_memory_with_csr_q=k=16K"):
+            for r in by_name.get(name, []):
+                rows.append((name, "extra bytes / output bytes", r["value"], "<= 4", r["value"] <= 4))
+    elif bench == "nvfp4":
+        for r in recs:
+            if r["name"] in ("quantize", "dequantize"):
+                rows.append((f"{r['name']} {fmt(r['shape'])}", "fraction of copy bw", r["ratio"], ">= 0.7",
+                             r["ratio"] >= 0.7))
+    return rows
+
+
 def validation_md(runs):
     out = ["# VALIDATION", "",
            "Generated by `tools/write_reports.py` from the device runs stored in",
@@ -72,10 +164,12 @@ def validation_md(runs):
                         f"{t['errors']} errors, {t['skipped']} skipped (of {t['tests']})."]
             if t.get("failed_cases"):
                 out += ["", "Failed: " + ", ".join(f"`{c}`" for c in t["failed_cases"])]
-        checks = [dict(r, bench=b) for b, recs in run.get("benchmarks", {}).items() for r in recs if "target" in r]
-        if checks:
-            out += ["", "### Targets", ""]
-            out += table(checks, ("bench", "name", "shape", "dtype", "metric", "value", "target", "pass"))
+        judged = [dict(zip(("case", "metric", "value", "target", "pass"), row), bench=b)
+                  for b, recs in run.get("benchmarks", {}).items() for row in checks(b, recs)]
+        if judged:
+            met = sum(1 for j in judged if j["pass"])
+            out += ["", f"### Performance targets ({met} of {len(judged)} met)", ""]
+            out += table(judged, ("bench", "case", "metric", "value", "target", "pass"))
         out.append("")
     return "\n".join(out)
 
@@ -95,13 +189,32 @@ def results_md(runs):
     return "\n".join(out)
 
 
+def sweeps_md():
+    out = []
+    for log in sorted((RESULTS / "sweeps").glob("*.log")):
+        out += [f"## Sweep: {log.stem}", "", "Printed by `benchmarks/" + log.stem.split("-")[0] + ".py` (verbatim):",
+                "", "```", log.read_text().strip(), "```", ""]
+    return out
+
+
 def main():
-    for run_dir in sys.argv[1:]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="*")
+    ap.add_argument("--bench-dir")
+    ap.add_argument("--date")
+    ap.add_argument("--sweep", nargs="*", default=[])
+    args = ap.parse_args()
+    for run_dir in args.runs:
         print("stored", store(run_dir))
+    if args.bench_dir:
+        print("stored", store_bench_dir(args.bench_dir, args.date))
+    for log in args.sweep:
+        (RESULTS / "sweeps").mkdir(exist_ok=True)
+        shutil.copy2(log, RESULTS / "sweeps" / Path(log).name)
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("validation-*.json"))]
     runs.sort(key=lambda r: r["environment"]["date"], reverse=True)
     (ROOT / "VALIDATION.md").write_text(validation_md(runs))
-    (ROOT / "benchmarks" / "RESULTS.md").write_text(results_md(runs))
+    (ROOT / "benchmarks" / "RESULTS.md").write_text(results_md(runs) + "\n".join(sweeps_md()))
     print(f"wrote VALIDATION.md and benchmarks/RESULTS.md from {len(runs)} run(s)")
 
 
