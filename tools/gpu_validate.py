@@ -84,6 +84,7 @@ def junit_counts(path):
     failed = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
               if c.find("failure") is not None or c.find("error") is not None]
     counts["failed_cases"] = failed[:50]
+    counts["files"] = sorted({c.get("classname", "").rsplit(".", 1)[-1] for c in suite.iter("testcase")})
     return counts
 
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,13 @@ def store(run_dir):
     data = json.loads((Path(run_dir) / "validation.json").read_text())
     env = data["environment"]
     dest = RESULTS / f"validation-{slug(env['card'])}-{slug(env['date'])}.json"
-    shutil.copy2(Path(run_dir) / "validation.json", dest)
+    xml = Path(run_dir) / "pytest.xml"
+    if data.get("tests") and "files" not in data["tests"] and xml.exists():
+        sys.path.insert(0, str(ROOT / "tools"))
+        from gpu_validate import junit_counts
+
+        data["tests"]["files"] = junit_counts(xml)["files"]
+    dest.write_text(json.dumps(data, indent=1))
     for name in data.get("benchmarks", {}):
         src = Path(run_dir) / f"{name}.json"
         if src.exists():
@@ -162,6 +169,8 @@ def validation_md(runs):
         if t:
             out += ["", f"GPU test suite against the built variant: {t['passed']} passed, {t['failures']} failed, "
                         f"{t['errors']} errors, {t['skipped']} skipped (of {t['tests']})."]
+            if t.get("files"):
+                out += ["", "Test modules run: " + ", ".join(f"`{f}`" for f in t["files"]) + "."]
             if t.get("failed_cases"):
                 out += ["", "Failed: " + ", ".join(f"`{c}`" for c in t["failed_cases"])]
         judged = [dict(zip(("case", "metric", "value", "target", "pass"), row), bench=b)
