@@ -68,3 +68,17 @@ def check_fp4_scales(name, t, fp4_format, scale_layout, public_shape, num_l, row
         groups = public_shape[-1]
         check_shape(name, t, (num_l, -(-rows // 128), -(-groups // 4), 32, 4, 4))
     return t.view(torch.uint8)
+
+
+TOKEN_INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def check_token_slot_metadata(req_to_token, seq_lens, slot_ids, batch):
+    """FlashRT/SGLang token-slot layout: req_to_token [max_reqs, max_kv_len] int32, seq_lens/slot_ids [B]."""
+    check_tensor("req_to_token", req_to_token, dtypes=(torch.int32,), ndim=2)
+    if req_to_token.stride(1) != 1:
+        raise ValueError("req_to_token must be contiguous in its last dim")
+    check_tensor("seq_lens", seq_lens, dtypes=TOKEN_INDEX_DTYPES, ndim=1)
+    check_tensor("slot_ids", slot_ids, dtypes=TOKEN_INDEX_DTYPES, ndim=1)
+    check_shape("seq_lens", seq_lens, (batch,))
+    check_shape("slot_ids", slot_ids, (batch,))

@@ -22,14 +22,21 @@ import torch
 from torch.library import triton_op, wrap_triton
 
 from ._backend import add_op_namespace_prefix, use_triton
-from ._checks import FP8_DTYPES, HALF_DTYPES, check_int, check_same_device, check_shape, check_tensor
+from ._checks import (
+    FP8_DTYPES,
+    HALF_DTYPES,
+    check_int,
+    check_same_device,
+    check_shape,
+    check_tensor,
+    check_token_slot_metadata,
+)
 from .indexer import dot_dtype_for
 from .reference.decode import token_slot_decode_reference
 from .reference.indexer import decode_block_scores_reference
 from .reference.topk import native_topk_from_scores as native_topk_reference
 from .triton_kernels import indexer as kernels
 
-_INT_DTYPES = (torch.int32, torch.int64)
 _sm_counts = {}
 
 
@@ -80,13 +87,7 @@ def _check_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, s
     if sink is not None:
         check_tensor("sink", sink, dtypes=(torch.bfloat16, torch.float16, torch.float32), ndim=2)
         check_shape("sink", sink, (hq, d))
-    check_tensor("req_to_token", req_to_token, dtypes=(torch.int32,), ndim=2)
-    if req_to_token.stride(1) != 1:
-        raise ValueError("req_to_token must be contiguous in its last dim")
-    check_tensor("seq_lens", seq_lens, dtypes=_INT_DTYPES, ndim=1)
-    check_tensor("slot_ids", slot_ids, dtypes=_INT_DTYPES, ndim=1)
-    check_shape("seq_lens", seq_lens, (batch,))
-    check_shape("slot_ids", slot_ids, (batch,))
+    check_token_slot_metadata(req_to_token, seq_lens, slot_ids, batch)
     check_int("max_seqlen", max_seqlen, lo=0)
     check_int("block_size", block_size, lo=1)
     check_int("topk", topk, lo=1)

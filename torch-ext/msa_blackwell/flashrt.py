@@ -7,7 +7,15 @@ kernel as the paged path reads the cache in place (token-granular gather).
 import torch
 
 from ._backend import use_triton
-from ._checks import FP8_DTYPES, check_int, check_same_device, check_shape, check_tensor
+from ._checks import (
+    FP8_DTYPES,
+    TOKEN_INDEX_DTYPES,
+    check_int,
+    check_same_device,
+    check_shape,
+    check_tensor,
+    check_token_slot_metadata,
+)
 from .decode import (
     MAX_SPLITS,
     _sm_count,
@@ -25,9 +33,6 @@ from .decode import (
 from .reference.attention import default_scale
 from .reference.decode import token_slot_decode_reference
 
-_INT_DTYPES = (torch.int32, torch.int64)
-
-
 def _check_token_slot_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx):
     check_decode_q(q)
     batch, num_heads_q, head_dim = q.shape
@@ -42,13 +47,7 @@ def _check_token_slot_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, sl
     num_kv_heads = k_cache.shape[1]
     if num_heads_q % num_kv_heads:
         raise ValueError(f"q heads ({num_heads_q}) must be a multiple of the KV heads ({num_kv_heads})")
-    check_tensor("req_to_token", req_to_token, dtypes=(torch.int32,), ndim=2)
-    if req_to_token.stride(1) != 1:
-        raise ValueError("req_to_token must be contiguous in its last dim")
-    check_tensor("seq_lens", seq_lens, dtypes=_INT_DTYPES, ndim=1)
-    check_tensor("slot_ids", slot_ids, dtypes=_INT_DTYPES, ndim=1)
-    check_shape("seq_lens", seq_lens, (batch,))
-    check_shape("slot_ids", slot_ids, (batch,))
+    check_token_slot_metadata(req_to_token, seq_lens, slot_ids, batch)
     check_int("block_size", block_size, lo=1)
     if sink is not None:
         check_tensor("sink", sink, dtypes=(torch.bfloat16, torch.float16, torch.float32))
@@ -116,7 +115,7 @@ def naive_flash_decode_with_gqa_share_sparse(q, sink, k_cache, v_cache, req_to_t
 
 def get_cu_seqblocks(seq_lens, block_size):
     """int32 [B+1]: exclusive cumsum of ceil(seq_len / block_size)."""
-    check_tensor("seq_lens", seq_lens, dtypes=_INT_DTYPES, ndim=1)
+    check_tensor("seq_lens", seq_lens, dtypes=TOKEN_INDEX_DTYPES, ndim=1)
     check_int("block_size", block_size, lo=1)
     blocks = torch.div(seq_lens.clamp(min=0) + (block_size - 1), block_size, rounding_mode="floor")
     cu = torch.zeros(seq_lens.shape[0] + 1, dtype=torch.int32, device=seq_lens.device)
