@@ -249,21 +249,25 @@ def block_m_for_group(g):
     return 16 if g <= 16 else (32 if g <= 32 else 64)
 
 
-def prefill_config(block_m, head_dim, nvfp4, write_tlse, arch_major=12, blk_kv=128):
+def prefill_config(block_m, nvfp4, arch_major=12, blk_kv=128):
     """(BLOCK_N, num_warps, num_stages): tiles that fit SM12x (99 KB smem) without spills.
 
-    8 warps: with 4 the per-element K/V address tensors exceed 255 registers. NVFP4
-    dequantisation, 32+ row tiles and the second (temperature) softmax at D=128 need the
-    narrower 32-key tile and no pipelining. blk_kv is a multiple of BLOCK_N (the public
-    functions require blk_kv % 64 == 0).
+    The config never depends on whether K/V are FP8 or 16-bit, so the FP8 path stays
+    bit-identical to the BF16 path on upcast K/V. NVFP4 dequantisation needs 32-key steps
+    over 8 warps. On SM12x 16-row tiles take 32-key steps over 4 warps without pipelining
+    (64-key steps spill the 16-bit variants; with 8 warps ptxas caps the FP8 variants at
+    128 registers and spills); 32/64-row tiles take 16-key steps over 8 warps. blk_kv is a
+    multiple of BLOCK_N (the public functions require blk_kv % 64 == 0).
     """
-    if nvfp4 or block_m >= 32 or (write_tlse and head_dim >= 128):
+    if nvfp4:
         return 32, 8, 1
     if arch_major == 9 and blk_kv % 128 == 0:
         # Hopper only (validation card): 128-key tiles, 4 warps, no pipelining ran 30-40%
-        # faster on an H200 (benchmarks/sweep_prefill.py); on SM12x that config spills.
+        # faster on an H200 (benchmarks/sweep_prefill.py).
         return 128, 4, 1
-    return 64, 8, 2
+    if block_m >= 32:
+        return 16, 8, 1
+    return 32, 4, 1
 
 
 _ARCH_MAJOR = {}
@@ -374,7 +378,7 @@ def sparse_prefill_fwd(
     )
     block_m = block_m_for_group(g)
     head_chunks = triton.cdiv(g, block_m)
-    block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4, write_tlse, arch_major(q.device), blk_kv)
+    block_n, num_warps, num_stages = prefill_config(block_m, nvfp4, arch_major(q.device), blk_kv)
     if paged:
         strides_k = (k.stride(0), k.stride(1), k.stride(2))
         strides_v = (v.stride(0), v.stride(1), v.stride(2))
@@ -456,7 +460,7 @@ def gate_cases():
             for block_m in (16, 32, 64):
                 for paged in (False, True):
                     for write_tlse in (False, True):
-                        block_n, num_warps, num_stages = prefill_config(block_m, d, nvfp4, write_tlse)
+                        block_n, num_warps, num_stages = prefill_config(block_m, nvfp4)
                         layout = "paged" if paged else "dense"
                         tag = (f"{_TRITON_TYPES[q_dtype]}/{_TRITON_TYPES[kv_dtype]},D{d},M{block_m},"
                                f"N{block_n},{layout}{',tlse' if write_tlse else ''}")
