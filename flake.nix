@@ -13,5 +13,7 @@
     kernel-builder.lib.genKernelFlakeOutputs {
       inherit self;
       path = ./.;
+      # Test-only Python packages tests/ imports (test shells and ci-test, not the Hub build).
+      pythonCheckInputs = pkgs: with pkgs; [ hypothesis pyyaml ];
     };
 }

@@ -2,35 +2,27 @@
 
 Run on a GPU from the repo root: `python benchmarks/bench_decode.py`. Writes
 benchmarks/results/decode.json and prints a markdown table. Achieved bandwidth =
-(selected K+V bytes + q/out/index bytes) / time, compared with a device-to-device copy
-measured in the same process.
+(selected K+V bytes + q/out/index bytes) / time, compared with the device-to-device copy
+bandwidth measured in the same process (benchmarks/roofline.py).
 """
+import functools
+import importlib
 import json
 import math
 import os
 import sys
 
+import roofline
 import torch
-import triton.testing
 
 sys.path.insert(0, "tests")
 from _pkg import msa  # noqa: E402
-
-import importlib  # noqa: E402
 
 decode = importlib.import_module(msa.__name__ + ".decode")
 
 D, BLK, TOPK = 128, 128, 16
 POOL_BYTES = 2 << 30  # per K and per V: random pages from a pool far larger than L2
 RUNS_PER_GRAPH = 8  # back-to-back runs per replay, each with its own page table and selections
-
-
-def copy_bandwidth():
-    n = 1 << 28  # 256 MiB
-    src = torch.empty(n, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=10, rep=100, return_mode="median")
-    return 2 * n / (ms * 1e-3)
 
 
 def make_pool(hkv, kv_dtype):
@@ -53,36 +45,42 @@ def make_run_inputs(batch, seqlen_q, ctx, hkv, num_pages, gen):
     return page_table, seqused, sel.contiguous()
 
 
-def bench_one(batch, seqlen_q, ctx, hq, hkv, pool, copy_bw):
+def plan_runs(batch, seqlen_q, ctx, hq, hkv, num_pages, gen):
+    """RUNS_PER_GRAPH planned wrappers, each with its own page table and selections."""
+    wrappers = []
+    for _ in range(RUNS_PER_GRAPH):
+        page_table, seqused, sel = make_run_inputs(batch, seqlen_q, ctx, hkv, num_pages, gen)
+        wrappers.append(decode.SparseDecodePagedAttentionWrapper(blk_kv=BLK).plan(
+            page_table=page_table, seqused_k=seqused, seqlen_q=seqlen_q, max_seqlen_k=ctx, q2k_indices=sel,
+            num_qo_heads=hq, num_kv_heads=hkv, head_dim=D, enable_cuda_graph=True))
+    return wrappers
+
+
+def time_runs(wrappers, q, pool, out, lse, warmup=10, rep=100):
+    """Per-run time (us) of the planned runs replayed back to back in one CUDA graph."""
     k, v = pool
+    return roofline.graph_time_us([functools.partial(w.run, q, k, v, out=out, lse=lse) for w in wrappers],
+                                  warmup=warmup, rep=rep)
+
+
+def bytes_moved(rows, hq, hkv, kv_elem):
+    """Selected K+V bytes plus q/out/lse/index bytes of one run."""
+    kv_bytes = 2 * hkv * rows * TOPK * BLK * D * kv_elem
+    io_bytes = 2 * rows * hq * D * 2 + rows * hq * 4 + hkv * rows * TOPK * 4
+    return kv_bytes + io_bytes
+
+
+def bench_one(batch, seqlen_q, ctx, hq, hkv, pool, copy_bw):
+    k = pool[0]
     gen = torch.Generator(device="cuda").manual_seed(batch * 131 + seqlen_q * 7 + ctx)
     rows = batch * seqlen_q
     q = torch.randn(rows, hq, D, device="cuda", generator=gen, dtype=torch.bfloat16)
     out = torch.empty_like(q)
     lse = torch.empty(rows, hq, dtype=torch.float32, device="cuda")
-    wrappers = []
-    for _ in range(RUNS_PER_GRAPH):
-        page_table, seqused, sel = make_run_inputs(batch, seqlen_q, ctx, hkv, k.shape[0], gen)
-        wrappers.append(decode.SparseDecodePagedAttentionWrapper(blk_kv=BLK).plan(
-            page_table=page_table, seqused_k=seqused, seqlen_q=seqlen_q, max_seqlen_k=ctx, q2k_indices=sel,
-            num_qo_heads=hq, num_kv_heads=hkv, head_dim=D, enable_cuda_graph=True))
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for w in wrappers:
-            w.run(q, k, v, out=out, lse=lse)
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for w in wrappers:
-            w.run(q, k, v, out=out, lse=lse)
-    ms = triton.testing.do_bench(graph.replay, warmup=10, rep=100, return_mode="median")
-    time_us = ms * 1e3 / RUNS_PER_GRAPH
+    wrappers = plan_runs(batch, seqlen_q, ctx, hq, hkv, k.shape[0], gen)
+    time_us = time_runs(wrappers, q, pool, out, lse)
     elem = k.element_size()
-    kv_bytes = 2 * hkv * rows * TOPK * BLK * D * elem
-    io_bytes = 2 * rows * hq * D * 2 + rows * hq * 4 + hkv * rows * TOPK * 4
-    achieved = (kv_bytes + io_bytes) / (time_us * 1e-6)
+    achieved = bytes_moved(rows, hq, hkv, elem) / (time_us * 1e-6)
     w = wrappers[0]
     return dict(
         name="sparse_decode", shape=dict(B=batch, seqlen_q=seqlen_q, ctx=ctx, Hq=hq, Hkv=hkv, D=D, blk_kv=BLK,
@@ -95,7 +93,7 @@ def bench_one(batch, seqlen_q, ctx, hq, hkv, pool, copy_bw):
 
 def main():
     torch.manual_seed(0)
-    copy_bw = copy_bandwidth()
+    copy_bw = roofline.copy_bandwidth()
     records = []
     for hq, hkv in ((64, 4), (8, 1)):
         for kv_dtype in (torch.bfloat16, torch.float8_e4m3fn):

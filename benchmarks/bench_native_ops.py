@@ -4,15 +4,16 @@ Run from the repo root: `python benchmarks/bench_native_ops.py`. Writes
 benchmarks/results/native_ops.json and prints a markdown table. Each record has name, shape,
 dtype, card, time_us, metric/value (achieved GB/s), baseline (what the ratio compares to),
 baseline_us, ratio (time / baseline, lower is better) and copy_fraction (GB/s over the
-device-to-device copy bandwidth measured in the same process).
+device-to-device copy bandwidth measured in the same process, benchmarks/roofline.py).
 """
+import functools
 import importlib
 import json
 import os
 import sys
 
+import roofline
 import torch
-import triton.testing
 
 sys.path.insert(0, "tests")
 from _pkg import msa  # noqa: E402
@@ -21,32 +22,13 @@ topk_mod = importlib.import_module(msa.__name__ + ".topk")
 csr_mod = importlib.import_module(msa.__name__ + ".csr")
 
 CARD = torch.cuda.get_device_name()
-L2_ROTATE_BYTES = 256 << 20  # rotate small inputs through more memory than any L2
 TOPK = 16
 BLK = 128
 
 
-def bench(fn):
-    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") * 1e3  # us
-
-
-def copy_bandwidth():
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    t = bench(lambda: dst.copy_(src))
-    return 2 * src.numel() / (t * 1e-6)
-
-
 def graph_time(make_call, inputs):
     """Per-call time of a CUDA graph replaying one call per rotated input."""
-    for x in inputs[:2]:
-        make_call(x)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for x in inputs:
-            make_call(x)
-    return bench(graph.replay) / len(inputs)
+    return roofline.graph_time_us([functools.partial(make_call, x) for x in inputs], warmup=25, rep=200)
 
 
 def record(name, shape, time_us, bytes_moved, copy_bw, baseline, baseline_us):
@@ -64,8 +46,8 @@ def bench_sparse_topk(copy_bw):
         topk = TOPK
         s = torch.randn(h, k, t, device="cuda")
         res = torch.empty(t, h, topk, dtype=torch.int32, device="cuda")
-        tt = bench(lambda s=s, res=res: topk_mod.sparse_topk_select(s, TOPK, output=res))
-        base = bench(lambda s=s: torch.topk(s, TOPK, dim=1).indices.sort(dim=1).values)
+        tt = roofline.time_us(lambda s=s, res=res: topk_mod.sparse_topk_select(s, TOPK, output=res))
+        base = roofline.time_us(lambda s=s: torch.topk(s, TOPK, dim=1).indices.sort(dim=1).values)
         out.append(record("sparse_topk_select", dict(H=h, K=k, T=t, topk=topk), tt, s.numel() * 4 + res.numel() * 4,
                           copy_bw, "torch.topk(dim=1).indices.sort()", base))
     return out
@@ -73,7 +55,7 @@ def bench_sparse_topk(copy_bw):
 
 def bench_topk_from_scores(copy_bw):
     heads, batch, blocks, topk, bs = 64, 1, 8192, 16, 64
-    n = max(L2_ROTATE_BYTES // (heads * batch * blocks * 4), 2)
+    n = roofline.rotation_count(heads * batch * blocks * 4, lo=2)
     scores = [torch.randn(heads, batch, blocks, device="cuda") for _ in range(n)]
     lens = torch.full((batch,), blocks * bs, dtype=torch.int32, device="cuda")
     tt = graph_time(lambda x: topk_mod.native_topk_from_scores(x, lens, bs, topk), scores)
@@ -100,7 +82,7 @@ def bench_csr(copy_bw):
         cu_q = torch.tensor([0, q_len], dtype=torch.int32, device="cuda")
         cu_k = torch.tensor([0, k_len], dtype=torch.int32, device="cuda")
         rows = k_len // blk
-        tt = bench(lambda q2k=q2k, cu_q=cu_q, cu_k=cu_k, rows=rows, k_len=k_len: csr_mod.build_k2q_csr(
+        tt = roofline.time_us(lambda q2k=q2k, cu_q=cu_q, cu_k=cu_k, rows=rows, k_len=k_len: csr_mod.build_k2q_csr(
             q2k, cu_q, cu_k, BLK, total_k=k_len, total_rows=rows, return_schedule=True))
         moved = q2k.numel() * 4 * 3  # read q2k, write k2q_q_indices and qsplit_indices
         out.append(record("build_k2q_csr", dict(T=q_len, K=k_len, Hkv=hkv, topK=topk, blocks=rows), tt, moved,
@@ -110,7 +92,7 @@ def bench_csr(copy_bw):
 
 def main():
     torch.manual_seed(0)
-    copy_bw = copy_bandwidth()
+    copy_bw = roofline.copy_bandwidth()
     records = bench_sparse_topk(copy_bw) + bench_topk_from_scores(copy_bw) + bench_csr(copy_bw)
     os.makedirs("benchmarks/results", exist_ok=True)
     with open("benchmarks/results/native_ops.json", "w") as f:

@@ -3,9 +3,9 @@
 Run from the repo root on a GPU: `python benchmarks/bench_nvfp4.py`.
 Writes benchmarks/results/nvfp4.json and prints a markdown table.
 
-Metric: effective bandwidth in GB/s; baseline: a device-to-device copy measured in the same
-process; ratio = value / baseline. Bytes counted as input + output + scales (the brief's
-convention). Quantize must read the input twice (the global amax has to be known before
+Metric: effective bandwidth in GB/s; baseline: the device-to-device copy bandwidth measured in
+the same process (benchmarks/roofline.py); ratio = value / baseline. Bytes counted as input +
+output + scales (the brief's convention). Quantize must read the input twice (the global amax has to be known before
 any block scale), so it also gets a "two-pass" record that counts that second read; with
 the brief's byte count its ceiling is (in + out + scales) / (2*in + out + scales) = 0.56.
 """
@@ -14,28 +14,16 @@ import json
 import os
 import sys
 
+import roofline
 import torch
-import triton
 
 sys.path.insert(0, "tests")
 from _pkg import msa  # noqa: E402
 
 nvfp4 = importlib.import_module(msa.__name__ + ".nvfp4")
 
-MIB = 1 << 20
 SHAPES = [(1 << 20, 128), (1 << 15, 4096)]  # 256 MiB of BF16 each: a K cache and a weight-like matrix
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "nvfp4.json")
-
-
-def bench_us(fn):
-    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") * 1e3
-
-
-def copy_bandwidth_gbs():
-    src = torch.empty(512 * MIB, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    us = bench_us(lambda: dst.copy_(src))
-    return 2 * src.numel() / (us * 1e-6) / 1e9
 
 
 def measure(shape, card, copy_gbs):
@@ -43,8 +31,8 @@ def measure(shape, card, copy_gbs):
     q = nvfp4.quantize_bf16_to_nvfp4_128x4(x)
     in_bytes = x.numel() * 2
     packed_bytes = q.data.numel() + q.scale_128x4.numel()
-    quant_us = bench_us(lambda: nvfp4.quantize_bf16_to_nvfp4_128x4(x))
-    dequant_us = bench_us(lambda: nvfp4.dequantize_nvfp4_128x4_to_bf16(q))
+    quant_us = roofline.time_us(lambda: nvfp4.quantize_bf16_to_nvfp4_128x4(x))
+    dequant_us = roofline.time_us(lambda: nvfp4.dequantize_nvfp4_128x4_to_bf16(q))
     records = []
     for name, us, nbytes in (
         ("quantize", quant_us, in_bytes + packed_bytes),
@@ -59,8 +47,8 @@ def measure(shape, card, copy_gbs):
 
 def main():
     card = torch.cuda.get_device_name()
-    copy_gbs = copy_bandwidth_gbs()
-    records = [dict(name="copy", shape=[512 * MIB], dtype="uint8", card=card, time_us=None,
+    copy_gbs = roofline.copy_bandwidth() / 1e9
+    records = [dict(name="copy", shape=[roofline.COPY_BYTES], dtype="uint8", card=card, time_us=None,
                     metric="GB/s", value=copy_gbs, baseline=copy_gbs, ratio=1.0)]
     for shape in SHAPES:
         records += measure(shape, card, copy_gbs)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import triton.testing
 
 sys.path.insert(0, "tests")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import roofline  # noqa: E402
 from _pkg import msa  # noqa: E402
 
 import importlib  # noqa: E402
@@ -63,19 +64,6 @@ def graph_time_ms(fn, reps=5):
 
 def case_time_ms(fn, total_q):
     return graph_time_ms(fn) if total_q <= 4096 else time_ms(fn, reps=2)
-
-
-def copy_bandwidth_gbs():
-    x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    ms = triton.testing.do_bench(lambda: y.copy_(x))
-    return 2 * x.numel() / ms / 1e6
-
-
-def matmul_tflops():
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    ms = triton.testing.do_bench(lambda: a @ a)
-    return 2 * 8192 ** 3 / ms / 1e9
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -167,10 +155,19 @@ def dense_causal_ms(n, backend):
     return ms, 4 * D * HQ * n * (n + 1) / 2
 
 
-def extra_memory_ratio(q, row_ptr, q_idx, topk):
-    total_q = q.shape[0]
-    out_bytes = q.numel() * 2
-    work = HKV * total_q * (topk + 1) * 4 + total_q * 4 + 2 * (row_ptr.shape[1]) * 4
+def extra_memory_ratio(call, q, row_ptr, q_idx):
+    """(peak workspace / output bytes, (workspace + CSR) / output bytes), measured.
+
+    The output is preallocated, so everything the call allocates beyond it is workspace.
+    """
+    out = torch.empty_like(q)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    call(out=out)
+    torch.cuda.synchronize()
+    work = torch.cuda.max_memory_allocated() - base
+    out_bytes = out.numel() * out.element_size()
     csr = row_ptr.numel() * 4 + q_idx.numel() * 4
     return work / out_bytes, (work + csr) / out_bytes
 
@@ -180,8 +177,8 @@ def extra_memory_ratio(q, row_ptr, q_idx, topk):
 def main():
     t_start = time.time()
     torch.manual_seed(0)
-    bw = copy_bandwidth_gbs()
-    mm = matmul_tflops()
+    bw = roofline.copy_bandwidth() / 1e9
+    mm = roofline.bf16_matmul_rate() / 1e12
     record("copy_bandwidth", "1GiB d2d", torch.uint8, None, "GB/s", bw)
     record("bf16_matmul", "8192^3", torch.bfloat16, None, "TFLOP/s", mm)
 
@@ -203,7 +200,7 @@ def main():
                        cudnn_ms / ms, 1.0)
             except RuntimeError as exc:  # cuDNN backend unavailable on this build
                 print("cudnn SDPA skipped:", exc)
-        work_ratio, total_ratio = extra_memory_ratio(q, rp, qi, TOPK)
+        work_ratio, total_ratio = extra_memory_ratio(sparse_call(q, k, v, rp, qi, args), q, rp, qi)
         record(f"extra_memory_q=k={n // 1024}K", f"q=k={n}", torch.bfloat16, None,
                "workspace/out bytes", work_ratio, 4.0)
         record(f"extra_memory_with_csr_q=k={n // 1024}K", f"q=k={n}", torch.bfloat16, None,

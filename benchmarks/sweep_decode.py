@@ -11,8 +11,8 @@ import os
 import sys
 import time
 
+import roofline
 import torch
-import triton.testing
 
 sys.path.insert(0, "benchmarks")
 sys.path.insert(0, "tests")
@@ -35,29 +35,14 @@ def time_variant(batch, hq, hkv, pool, override, gen):
         os.environ[decode.CONFIG_ENV] = ",".join(f"{k}={v}" for k, v in override.items())
     else:
         os.environ.pop(decode.CONFIG_ENV, None)
-    k, v = pool
     q = torch.randn(batch, hq, bench.D, device="cuda", generator=gen, dtype=torch.bfloat16)
     out = torch.empty_like(q)
     lse = torch.empty(batch, hq, dtype=torch.float32, device="cuda")
-    wrappers = []
-    for _ in range(bench.RUNS_PER_GRAPH):
-        page_table, seqused, sel = bench.make_run_inputs(batch, 1, CTX, hkv, k.shape[0], gen)
-        wrappers.append(decode.SparseDecodePagedAttentionWrapper(blk_kv=bench.BLK).plan(
-            page_table=page_table, seqused_k=seqused, seqlen_q=1, max_seqlen_k=CTX, q2k_indices=sel,
-            num_qo_heads=hq, num_kv_heads=hkv, head_dim=bench.D))
+    wrappers = bench.plan_runs(batch, 1, CTX, hq, hkv, pool[0].shape[0], gen)  # plan reads the override
     os.environ.pop(decode.CONFIG_ENV, None)
-    for w in wrappers:  # compile + warm outside capture
-        w.run(q, k, v, out=out, lse=lse)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for w in wrappers:
-            w.run(q, k, v, out=out, lse=lse)
-    ms = triton.testing.do_bench(graph.replay, warmup=5, rep=15, return_mode="median")
-    time_us = ms * 1e3 / bench.RUNS_PER_GRAPH
-    kv_bytes = 2 * hkv * batch * bench.TOPK * bench.BLK * bench.D * k.element_size()
-    io_bytes = 2 * batch * hq * bench.D * 2 + batch * hq * 4 + hkv * batch * bench.TOPK * 4
-    return time_us, (kv_bytes + io_bytes) / (time_us * 1e-6), wrappers[0].num_splits, wrappers[0].config
+    time_us = bench.time_runs(wrappers, q, pool, out, lse, warmup=5, rep=15)
+    moved = bench.bytes_moved(batch, hq, hkv, pool[0].element_size())
+    return time_us, moved / (time_us * 1e-6), wrappers[0].num_splits, wrappers[0].config
 
 
 def main():
@@ -65,7 +50,7 @@ def main():
     ap.add_argument("--g8", action="store_true", help="also sweep Hq 8 / Hkv 1")
     args = ap.parse_args()
     t0 = time.time()
-    copy_bw = bench.copy_bandwidth()
+    copy_bw = roofline.copy_bandwidth()
     card = torch.cuda.get_device_name()
     print(f"copy bandwidth {copy_bw / 1e9:.1f} GB/s on {card}; CUDA-graph replay, ctx {CTX}, topK {bench.TOPK}")
     shapes = [(64, 4)] + ([(8, 1)] if args.g8 else [])

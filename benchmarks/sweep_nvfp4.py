@@ -10,8 +10,8 @@ import importlib
 import os
 import sys
 
+import roofline
 import torch
-import triton
 
 sys.path.insert(0, "tests")
 from _pkg import msa  # noqa: E402
@@ -24,13 +24,7 @@ ENV = kernels.ENV_OVERRIDE
 
 
 def bench_us(fn):
-    return triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e3
-
-
-def copy_gbs():
-    src = torch.empty(512 << 20, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    return 2 * src.numel() / (bench_us(lambda: dst.copy_(src)) * 1e-6) / 1e9
+    return roofline.time_us(fn, warmup=10, rep=60)
 
 
 def with_config(text, fn):
@@ -79,7 +73,7 @@ def sweep_shape(shape, copy):
 
 def main():
     card = torch.cuda.get_device_name()
-    copy = copy_gbs()
+    copy = roofline.copy_bandwidth() / 1e9
     print(f"card: {card}, copy {copy:.0f} GB/s\n")
     print("| op | shape | config | time (us) | GB/s | ratio | same bits |")
     print("|---|---|---|---|---|---|---|")

@@ -1,16 +1,16 @@
-"""Sparse prefill launch-config sweep (GPU, < 150 s): `python benchmarks/sweep_prefill.py`.
+"""Sparse prefill sweep (GPU, < 150 s): `python benchmarks/sweep_prefill.py`.
 
-Times (BLOCK_N, num_warps, num_stages) variants of the prefill kernel on three
-representative production cases plus the q=k=16K and q=k=128K single requests (M3 shape,
-BF16 and FP8 K/V) and prints one markdown table of useful TFLOP/s. The kernel processes one
-query token per program, so "tokens per program" is not a variant yet. Variants are forced by
-replacing the module's deterministic `prefill_config` heuristic for the duration of a run;
-configs that spill on SM12x still run here (the table says which ones the gate allows).
+Times the KV-outer kernel's (BLOCK_M, BLOCK_N, num_warps, num_stages) variants and the
+query-major kernel on representative production cases plus q=k=16K (M3 shape, BF16 and FP8
+K/V) and prints one markdown table of useful TFLOP/s. KV-outer variants are forced by
+replacing the module's deterministic `kv_outer_config` for the duration of a run (configs
+that would not fit SM12x still run here); the query-major kernel by MSA_PREFILL_KERNEL.
 """
 import contextlib
 import functools
 import importlib
 import json
+import os
 import sys
 import time
 
@@ -21,12 +21,14 @@ sys.path.insert(0, "benchmarks")
 import bench_prefill as bench  # noqa: E402
 from _pkg import msa  # noqa: E402
 
-kernels = importlib.import_module(msa.__name__ + ".triton_kernels.prefill")
+kv_outer = importlib.import_module(msa.__name__ + ".triton_kernels.prefill_kv_outer")
 
-# (BLOCK_N, num_warps, num_stages); the first is what the heuristic picks for G=16 BF16/FP8.
-VARIANTS = [(64, 8, 2), (64, 8, 1), (64, 4, 2), (32, 8, 1), (32, 4, 2), (128, 8, 1), (128, 4, 1)]
-CASE_IDS = ["prefill_c17ccf7fbbb5d1ee5648", "prefill_f97f037f8487ee6aa442", "prefill_247ae467810aea26ebbf"]
-TIME_CAP_S = 140
+# KV-outer (BLOCK_M, BLOCK_N, num_warps, num_stages), then "query_major".
+VARIANTS = [(128, 128, 8, 2), (128, 128, 8, 1), (128, 128, 8, 3), (64, 128, 4, 2), (64, 128, 4, 3),
+            (128, 64, 8, 2), (64, 64, 4, 2), "query_major"]
+CASE_IDS = ["prefill_c17ccf7fbbb5d1ee5648", "prefill_f97f037f8487ee6aa442", "prefill_247ae467810aea26ebbf",
+            "prefill_4469427d069d9467c4ec"]
+TIME_CAP_S = 170
 
 
 def cases():
@@ -34,25 +36,35 @@ def cases():
     by_id = {c["case_id"]: c for c in data}
     out = [(cid, by_id[cid]["query_lens"], by_id[cid]["prefix_lens"]) for cid in CASE_IDS if cid in by_id]
     out.append(("q=k=16K", [16384], [0]))
-    out.append(("q=k=128K", [131072], [0]))
     return out
 
 
 @contextlib.contextmanager
 def forced(variant):
-    original = kernels.prefill_config
-    kernels.prefill_config = lambda *config_args: variant
+    if variant == "query_major":
+        os.environ["MSA_PREFILL_KERNEL"] = "query_major"
+        try:
+            yield
+        finally:
+            del os.environ["MSA_PREFILL_KERNEL"]
+        return
+    original = kv_outer.kv_outer_config
+    kv_outer.kv_outer_config = lambda *config_args: variant
     try:
         yield
     finally:
-        kernels.prefill_config = original
+        kv_outer.kv_outer_config = original
 
 
-def run_variant(variant, call, ref):
+def label(variant):
+    return variant if isinstance(variant, str) else "M{} N{} w{} s{}".format(*variant)
+
+
+def run_variant(variant, call, ref, total_q):
     """(ms, output close to the default config's) for one launch config."""
     with forced(variant):
         out = call()
-        ms = bench.time_ms(call, reps=3)
+        ms = bench.case_time_ms(call, total_q)
     close = (out.float() - ref.float()).abs().max().item() <= 2e-2
     return ms, close
 
@@ -60,7 +72,7 @@ def run_variant(variant, call, ref):
 def main():
     t0 = time.time()
     print("card:", torch.cuda.get_device_name())
-    header = "| case | kv dtype | " + " | ".join(f"N{n} w{w} s{s}" for n, w, s in VARIANTS) + " |"
+    header = "| case | kv dtype | " + " | ".join(label(v) for v in VARIANTS) + " |"
     print(header)
     print("|" + "---|" * (2 + len(VARIANTS)))
     for name, qlens, plens in cases():
@@ -74,7 +86,7 @@ def main():
             cells = []
             for variant in VARIANTS:
                 try:
-                    ms, close = run_variant(variant, call, ref)
+                    ms, close = run_variant(variant, call, ref, q.shape[0])
                     cells.append(f"{flops / ms / 1e9:.1f}" + ("" if close else "!"))
                 except Exception as exc:  # a variant that does not compile/launch on this card
                     cells.append("err:" + type(exc).__name__)

@@ -239,8 +239,10 @@ def test_native_large_hot_rows():
     assert_native_equals_reference(q2k, cu, cu, blk, t)
 
 
+@pytest.mark.sanitize
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.kernels_ci
 def test_native_token_major_view():
     gen = torch.Generator().manual_seed(11)
     q2k, cu_q, cu_k = random_case(gen, 5, 4, 16, 16, max_q=200, max_k=3000)

@@ -101,6 +101,7 @@ def test_dense_paged_matches_reference(causal):
     assert_close_half(out, lse, *reference_of(case, causal=causal))
 
 
+@pytest.mark.sanitize
 @pytest.mark.triton
 @needs_triton
 def test_split_path_matches_reference():
@@ -113,6 +114,7 @@ def test_split_path_matches_reference():
     assert_close_half(out, lse, *reference_of(case))
 
 
+@pytest.mark.sanitize
 @pytest.mark.triton
 @needs_triton
 def test_bad_page_table_entries_are_skipped():
@@ -248,6 +250,7 @@ def _m3_case(batch, seqlen_q, lens, dtype, hq=64, hkv=4, topk=16, seed=0):
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("batch,seqlen_q", [(1, 1), (4, 4), (64, 1)])
+@pytest.mark.kernels_ci
 def test_gpu_m3_bf16(batch, seqlen_q):
     gen = torch.Generator().manual_seed(batch)
     lens = torch.randint(1, 8192, (batch,), generator=gen).tolist()

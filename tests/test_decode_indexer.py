@@ -135,6 +135,7 @@ def test_triton_forced_blocks_and_large_group():
     assert (out[finite] - expect[finite]).abs().max() <= 1e-3
 
 
+@pytest.mark.sanitize
 @pytest.mark.triton
 @needs_triton
 def test_triton_end_to_end_matches_naive():

@@ -56,6 +56,7 @@ def test_token_slot_sparse_matches_reference(with_sink, hq, hkv):
     assert (out[1].float() == 0).all()  # seq_len 0
 
 
+@pytest.mark.sanitize
 @pytest.mark.triton
 @needs_triton
 def test_token_slot_split_dense_and_lse_with_bad_slots():

@@ -98,6 +98,7 @@ def test_triton_matches_reference(page_size, causal):
     assert_close(out, ms, ro, rms, 2e-2)
 
 
+@pytest.mark.sanitize
 @pytest.mark.triton
 @needs_triton
 def test_triton_proxy_only_offset_override_and_bad_pages():

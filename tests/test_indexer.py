@@ -118,6 +118,7 @@ def test_triton_matches_reference_varlen(fmt, layout, causal):
     assert_scores_match(out.cpu(), expect)
 
 
+@pytest.mark.sanitize
 @pytest.mark.triton
 @needs_triton
 def test_triton_qo_offset_and_bad_pages():
@@ -137,6 +138,7 @@ def test_triton_qo_offset_and_bad_pages():
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
+@pytest.mark.kernels_ci
 def test_gpu_large_prefill_shape(fmt):
     args, kw = make_case(fmt, "preordered_mma", [700, 64, 1], [3000, 1000, 5000], hq=16, hkv=4, d=128,
                          device="cuda", seed=3)

@@ -361,8 +361,10 @@ def test_gpu_bit_exact(shape, kind):
     assert_matches_reference(special_input(kind, shape, torch.bfloat16, "cuda"))
 
 
+@pytest.mark.sanitize
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.kernels_ci
 def test_gpu_fp16_bit_exact():
     assert_matches_reference(special_input("random", (300, 256), torch.float16, "cuda"))
 

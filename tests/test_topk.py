@@ -214,6 +214,7 @@ def test_sparse_topk_native_matches_reference(h, k, t, topk, fb, fe, nvp_mode):
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.kernels_ci
 def test_sparse_topk_native_monotone_rows():
     # Increasing scores: every block beats the floor, the worst case for the candidate buffer.
     h, k, t = 2, 5000, 16
@@ -244,6 +245,7 @@ def signed_zero_scores(shape, gen):
     return torch.where(r < 0.03, -torch.ones(shape), s)
 
 
+@pytest.mark.sanitize
 @pytest.mark.gpu
 @needs_cuda
 def test_native_signed_zero_ties():

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """The GPU path: build for this card, load through `kernels`, run the GPU tests and benchmarks.
 
-    python3 tools/gpu_validate.py [--steps build,load,tests,bench] [--bench decode prefill ...]
+    python3 tools/gpu_validate.py [--steps build,load,tests,sanitize,bench] [--bench decode prefill ...]
                                   [--pytest "-k decode"] [--out DIR]
 
 Writes DIR/validation.json (card, versions, date, per-step verdicts, test counts,
-benchmark records) and DIR/*.log. `tools/write_reports.py` turns the JSON into
+benchmark records) and DIR/*.log. The opt-in `sanitize` step runs the `sanitize`-marked tests
+under compute-sanitizer (memcheck, racecheck) and records {tool, errors, rc} per tool under
+"sanitizer". `tools/write_reports.py` turns the JSON into
 VALIDATION.md and benchmarks/RESULTS.md. Carry the `kernels` wheel where the
 machine has no `kernels` package (see README).
 """
@@ -13,6 +15,9 @@ import argparse
 import datetime
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = "org/msa-blackwell"
+SANITIZER_TOOLS = ("memcheck", "racecheck")
 
 
 def environment():
@@ -84,8 +90,81 @@ def junit_counts(path):
     failed = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
               if c.find("failure") is not None or c.find("error") is not None]
     counts["failed_cases"] = failed[:50]
+    # e.g. the >2^31-element pool tests skip when the card lacks the memory: say so
+    counts["skipped_cases"] = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
+                               if c.find("skipped") is not None][:50]
     counts["files"] = sorted({c.get("classname", "").rsplit(".", 1)[-1] for c in suite.iter("testcase")})
     return counts
+
+
+def find_sanitizer():
+    """compute-sanitizer on PATH, under CUDA_HOME/CUDA_PATH or /usr/local/cuda, or next to nvcc; None if absent."""
+    candidates = [shutil.which("compute-sanitizer")]
+    for base in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if base:
+            candidates.append(os.path.join(base, "bin", "compute-sanitizer"))
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.join(os.path.dirname(os.path.realpath(nvcc)), "compute-sanitizer"))
+    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+
+
+def parse_sanitizer_log(tool, text):
+    """Errors compute-sanitizer reported (summed over processes); None when it printed no summary.
+
+    racecheck summarises as 'RACECHECK SUMMARY: H hazards displayed (E errors, W warnings)',
+    the other tools as 'ERROR SUMMARY: N errors'.
+    """
+    if tool == "racecheck":
+        races = re.findall(r"RACECHECK SUMMARY:\s*(\d+) hazards? displayed\s*\((\d+) errors?", text)
+        if races:
+            return sum(int(errors) for _, errors in races)
+    summaries = re.findall(r"ERROR SUMMARY:\s*(\d+) errors?", text)
+    return sum(int(n) for n in summaries) if summaries else None
+
+
+def sanitize(binary, tools, out, env, timeout):
+    """Run `pytest -m sanitize` under each compute-sanitizer tool: one {tool, errors, rc, ...} record each."""
+    records = []
+    for tool in tools:
+        if binary is None:
+            records.append({"tool": tool, "errors": None, "rc": None,
+                            "note": "compute-sanitizer not found (PATH, CUDA_HOME, /usr/local/cuda, next to nvcc)"})
+            continue
+        xml = out / f"sanitize-{tool}.xml"
+        # pytest is the one CUDA process (Triton's ptxas runs are not); importing torch/Triton before
+        # the first CUDA call can outlast the default 10 s attach timeout.
+        cmd = [binary, "--tool", tool, "--target-processes", "application-only", "--launch-timeout", "0",
+               "--report-api-errors", "no"]
+        tool_env = dict(env)
+        if tool == "memcheck":
+            cmd += ["--leak-check", "no", "--check-device-heap", "no"]
+            tool_env["PYTORCH_NO_CUDA_MEMORY_CACHING"] = "1"  # one allocation per tensor: overruns hit its end
+        cmd += [sys.executable, "-m", "pytest", "-m", "sanitize", "-x", "-q", "-p", "no:cacheprovider",
+                f"--junitxml={xml}"]
+        log = out / f"sanitize_{tool}.log"
+        t0 = time.time()
+        with open(log, "w") as f:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=tool_env,
+                                    start_new_session=True)
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the sanitizer and the pytest it started
+                proc.wait()
+                rc = "timeout"
+        text = log.read_text(errors="replace")
+        rec = {"tool": tool, "errors": parse_sanitizer_log(tool, text), "rc": rc,
+               "seconds": round(time.time() - t0, 1), "command": " ".join(cmd)}
+        counts = junit_counts(xml)
+        if counts:
+            rec["tests"] = {k: counts[k] for k in ("tests", "passed", "failures", "errors", "skipped")}
+        if "Device not supported" in text:
+            rec["note"] = "compute-sanitizer: device not supported on this machine"
+        print(f"== sanitize {tool}: errors={rec['errors']} rc={rc} in {rec['seconds']:.0f}s\n{text[-1500:]}",
+              flush=True)
+        records.append(rec)
+    return records
 
 
 def main():
@@ -95,6 +174,9 @@ def main():
     ap.add_argument("--pytest", default="", help="extra pytest arguments")
     ap.add_argument("--out", default=os.environ.get("OUT", str(ROOT / ".out")))
     ap.add_argument("--bench-timeout", type=int, default=300)
+    # Both tools together stay inside one 10-minute device command.
+    ap.add_argument("--sanitize-timeout", type=int, default=270, help="seconds per compute-sanitizer tool")
+    ap.add_argument("--sanitize-tools", default=",".join(SANITIZER_TOOLS))
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,6 +198,12 @@ def main():
                *args.pytest.split()]
         report["steps"].append(step("tests", cmd, out, env))
         report["tests"] = junit_counts(xml)
+    if "sanitize" in steps:
+        env = dict(os.environ, MSA_BLACKWELL_BUILD=str(build), HF_HUB_OFFLINE="1")
+        report["sanitizer"] = sanitize(find_sanitizer(), args.sanitize_tools.split(","), out, env,
+                                       args.sanitize_timeout)
+        report["steps"] += [{"step": f"sanitize_{r['tool']}", "rc": r["rc"], "seconds": r.get("seconds", 0)}
+                            for r in report["sanitizer"]]
     if "bench" in steps:
         env = dict(os.environ, MSA_BLACKWELL_BUILD=str(build), HF_HUB_OFFLINE="1")
         for name in args.bench:
@@ -129,7 +217,8 @@ def main():
                 report["benchmarks"][name] = json.loads(result.read_text())
                 (out / f"{name}.json").write_text(result.read_text())
     (out / "validation.json").write_text(json.dumps(report, indent=1))
-    print("== summary:", json.dumps({"steps": report["steps"], "tests": report["tests"]}, indent=1))
+    print("== summary:", json.dumps({"steps": report["steps"], "tests": report["tests"],
+                                     "sanitizer": report.get("sanitizer", [])}, indent=1))
 
 
 if __name__ == "__main__":

@@ -39,19 +39,21 @@ def collect_cases():
 
     import msa_blackwell.triton_kernels as tk
 
+    modules = [importlib.import_module(f"msa_blackwell.triton_kernels.{info.name}")
+               for info in pkgutil.iter_modules(tk.__path__) if info.name != "gate"]
+    jitted = {(mod.__name__, name): obj for mod in modules for name, obj in vars(mod).items()
+              if isinstance(obj, triton.runtime.jit.JITFunction) and obj.__module__ == mod.__name__}
     cases, uncovered = [], []
-    for info in pkgutil.iter_modules(tk.__path__):
-        if info.name == "gate":
-            continue
-        mod = importlib.import_module(f"msa_blackwell.triton_kernels.{info.name}")
-        jitted = {name: obj for name, obj in vars(mod).items()
-                  if isinstance(obj, triton.runtime.jit.JITFunction) and obj.__module__ == mod.__name__}
-        # Entry kernels are the jitted functions no other jitted function calls (the rest inline).
-        kernels = {name for name in jitted
-                   if not any(re.search(rf"\b{name}\s*\(", other.src) for o, other in jitted.items() if o != name)}
+    for mod in modules:
+        # Entry kernels are the jitted functions no other jitted function of the package calls
+        # (the rest inline into their callers).
+        kernels = {name for (m, name) in jitted if m == mod.__name__
+                   and not any(re.search(rf"\b{name}\s*\(", other.src)
+                               for key, other in jitted.items() if key != (m, name))}
         mod_cases = mod.gate_cases() if hasattr(mod, "gate_cases") else []
         covered = {c.fn.__name__ for c in mod_cases}
-        uncovered += [f"{info.name}.{k}" for k in sorted(kernels - covered)]
+        short = mod.__name__.rsplit(".", 1)[1]
+        uncovered += [f"{short}.{k}" for k in sorted(kernels - covered)]
         cases += mod_cases
     return cases, uncovered
 

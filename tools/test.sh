@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole CPU test suite (what CI runs): lint, build config, unit tests, Triton
+# The whole CPU test suite (what CI runs): lint, build and release config, unit tests, Triton
 # interpreter tests, the SM12x Triton compile gate and the nvcc gate.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,7 @@ run() {
 }
 run lint .venv/bin/ruff check torch-ext tests tools benchmarks examples
 run build-config $PY tools/check_build_config.py
+run release-config $PY tools/check_release.py
 run unit $PY -m pytest -q -p no:cacheprovider
 run interpreter env TRITON_INTERPRET=1 $PY -m pytest -q -p no:cacheprovider -m triton
 run sm12x-gate $PY tools/sm12x_gate.py

@@ -39,8 +39,29 @@ def check_int(name, value, *, lo=None, hi=None):
     return value
 
 
+def check_power_of_two(name, value, lo):
+    """An int that is a power of two and >= lo (a kernel tile size)."""
+    check_int(name, value)
+    if value < lo or value & (value - 1):
+        raise ValueError(f"{name} must be a power of two >= {lo}, got {value}")
+    return value
+
+
+def check_float(name, value, *, allow_none=False):
+    """A Python int or float (bool and numeric strings rejected); returns it as a float."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a float or None" if allow_none else "a float"
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
+    return float(value)
+
+
 def check_same_device(**tensors):
     items = [(n, t) for n, t in tensors.items() if t is not None]
+    for n, t in items:  # a non-tensor would otherwise fail below with an AttributeError
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{n} must be a torch.Tensor, got {type(t).__name__}")
     if not items:
         return
     dev = items[0][1].device

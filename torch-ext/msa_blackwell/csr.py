@@ -105,6 +105,10 @@ def build_k2q_csr(
     [Hkv, total_q*topK])`, plus a `K2qSchedule` with `return_schedule=True`. `total_k` is
     required; `total_rows` defaults to `total_k // kv_block_size` when divisible, else
     `ceil((total_k + B*(kv_block_size-1)) / kv_block_size)` (rows past it are dropped).
+    The divisible default (the contract's) is exact only when every request's key count is a
+    multiple of kv_block_size: a ragged batch whose total happens to divide undercounts (key
+    counts 100 and 28 with blocks of 64 give 2 rows where 3 are needed) and its last rows'
+    edges are dropped. Pass `total_rows = sum(ceil(L_k / kv_block_size))` for ragged batches.
     `max_seqlen_k`, `max_seqlen_q` and `qhead_per_kv` are accepted as hints.
     """
     check_tensor("q2k_indices", q2k_indices, dtypes=_INDEX_DTYPES, ndim=3)
@@ -189,6 +193,7 @@ class SparseK2qCsrBuilderSm100:
         qhead_per_kv=1,
         return_schedule=False,
     ):
+        check_int("blk_kv", blk_kv, lo=1, hi=(1 << 31) - 1)  # by this name, not build_k2q_csr's kv_block_size
         return build_k2q_csr(
             q2k_indices,
             cu_seqlens_q,

@@ -14,8 +14,8 @@ import torch
 from torch.library import triton_op, wrap_triton
 
 from ._backend import add_op_namespace_prefix, use_triton
-from ._checks import FP8_DTYPES, HALF_DTYPES, check_int, check_int32_metadata, check_same_device, check_shape, \
-    check_tensor
+from ._checks import FP8_DTYPES, HALF_DTYPES, check_float, check_int, check_int32_metadata, check_same_device, \
+    check_shape, check_tensor
 from .reference.attention import default_scale
 from .reference.decode import sparse_decode_reference
 from .triton_kernels import decode as kernels
@@ -225,12 +225,17 @@ def check_selection(name, t, num_kv_heads, rows, device):
 
 
 def check_paged_metadata(page_table, seqused_k, device):
+    """`device` (q's) when known; the plan, which has no q, takes seqused_k's."""
     check_int32_metadata("seqused_k", seqused_k, ndim=1)
     check_int32_metadata("page_table", page_table, ndim=2)
-    check_same_device(page_table=page_table, seqused_k=seqused_k)
     if device is not None:
+        check_tensor("seqused_k", seqused_k, device=device)
         check_tensor("page_table", page_table, device=device)
-    check_shape("page_table", page_table, (seqused_k.shape[0], None))
+    else:
+        check_same_device(seqused_k=seqused_k, page_table=page_table)
+    if page_table.shape[0] != seqused_k.shape[0]:  # either one may be the wrong one: name both
+        raise ValueError(f"seqused_k has {seqused_k.shape[0]} entries but page_table has {page_table.shape[0]} "
+                         "rows; both must be the batch size B")
     if page_table.stride(1) != 1:
         raise ValueError("page_table must be contiguous in its last dim")
 
@@ -306,7 +311,7 @@ def sparse_decode_atten_func(q, k, v, q2k_indices=None, *, page_table, seqused_k
     odt = out_dtype_for(q.dtype)
     check_output("out", out, (rows, num_heads_q, head_dim), odt, q.device)
     max_splits = check_partials(O_partial, LSE_partial, rows, num_heads_q, head_dim, q.device)
-    scale = default_scale(head_dim, softmax_scale)
+    scale = default_scale(head_dim, check_float("softmax_scale", softmax_scale, allow_none=True))
 
     if not use_triton(q):
         ref_out, ref_lse = sparse_decode_reference(q, k, v, q2k_indices, page_table, seqused_k, seqlen_q, blk_kv,
@@ -366,13 +371,18 @@ class SparseDecodePagedAttentionWrapper:
         if head_dim not in SUPPORTED_HEAD_DIMS:
             raise ValueError(f"head_dim must be one of {SUPPORTED_HEAD_DIMS}, got {head_dim}")
         rows = seqused_k.shape[0] * seqlen_q
-        if q2k_indices is not None:
-            if num_kv_heads is None:
-                num_kv_heads = q2k_indices.shape[0] if isinstance(q2k_indices, torch.Tensor) else None
-            check_int("num_kv_heads", num_kv_heads, lo=1)
-            check_selection("q2k_indices", q2k_indices, num_kv_heads, rows, device)
         if num_kv_heads is not None:
             check_int("num_kv_heads", num_kv_heads, lo=1)
+        if q2k_indices is not None:
+            check_int32_metadata("q2k_indices", q2k_indices, ndim=3)
+            if num_kv_heads is None:
+                num_kv_heads = q2k_indices.shape[0]
+                if num_kv_heads < 1:
+                    raise ValueError(f"q2k_indices must have at least one KV head, got shape {list(q2k_indices.shape)}")
+            elif q2k_indices.shape[0] != num_kv_heads:  # either one may be the wrong one: name both
+                raise ValueError(f"num_kv_heads ({num_kv_heads}) differs from the KV heads of q2k_indices "
+                                 f"(shape {list(q2k_indices.shape)})")
+            check_selection("q2k_indices", q2k_indices, num_kv_heads, rows, device)
         if num_qo_heads is not None:
             check_int("num_qo_heads", num_qo_heads, lo=1)
             if num_kv_heads is not None and num_qo_heads % num_kv_heads:
@@ -460,7 +470,7 @@ class SparseDecodePagedAttentionWrapper:
         check_output("lse", lse, (rows, num_heads_q), torch.float32, q.device)
         k_scale = check_scale("k_scale", k_scale, q.device)
         v_scale = check_scale("v_scale", v_scale, q.device)
-        scale = default_scale(head_dim, softmax_scale)
+        scale = default_scale(head_dim, check_float("softmax_scale", softmax_scale, allow_none=True))
         if not use_triton(q):
             ref_out, ref_lse = sparse_decode_reference(q, k, v, self.q2k_indices, self.page_table, self.seqused_k,
                                                        self.seqlen_q, self.blk_kv, causal=self.causal,

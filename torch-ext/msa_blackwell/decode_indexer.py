@@ -25,17 +25,25 @@ from ._backend import add_op_namespace_prefix, use_triton
 from ._checks import (
     FP8_DTYPES,
     HALF_DTYPES,
+    check_float,
     check_int,
+    check_power_of_two,
     check_same_device,
     check_shape,
     check_tensor,
     check_token_slot_metadata,
 )
+from .decode import SUPPORTED_HEAD_DIMS as VALUE_HEAD_DIMS
+from .decode import check_kv_dtype
+from .flashrt import KERNEL_MIN_BLOCK as VALUE_MIN_BLOCK
 from .indexer import dot_dtype_for
 from .reference.decode import token_slot_decode_reference
 from .reference.indexer import decode_block_scores_reference
 from .reference.topk import native_topk_from_scores as native_topk_reference
+from .topk import MAX_TOPK
 from .triton_kernels import indexer as kernels
+
+SCORER_MIN_BLOCK = 16  # the block scorer's tile walk: powers of two >= 16
 
 _sm_counts = {}
 
@@ -68,7 +76,8 @@ def _decode_block_scores_op(
 
 
 def _check_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size, topk,
-                init_blocks, local_blocks, score_type, disable_index_value, page_size):
+                init_blocks, local_blocks, sm_scale, score_type, disable_index_value, page_size, kernel_rules):
+    """`kernel_rules`: also the Triton path's limits, on every device (CPU and GPU accept the same inputs)."""
     check_tensor("q", q, dtypes=HALF_DTYPES, ndim=3)
     batch, hq, d = q.shape
     if q.stride(2) != 1:
@@ -98,8 +107,25 @@ def _check_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, s
         raise ValueError(f"init_blocks + local_blocks ({init_blocks + local_blocks}) must be <= topk ({topk})")
     if score_type != "max":
         raise ValueError(f"score_type must be 'max', got {score_type!r}")
+    check_float("sm_scale", sm_scale, allow_none=True)
     check_same_device(q=q, sink=sink, k_cache=k_cache, v_cache=None if disable_index_value else v_cache,
                       req_to_token=req_to_token, seq_lens=seq_lens, slot_ids=slot_ids)
+    if not kernel_rules:
+        return
+    check_int("topk", topk, hi=MAX_TOPK)  # the top-k kernel's limit
+    check_power_of_two("block_size", block_size, SCORER_MIN_BLOCK)
+    kernels.check_strides_aligned(q=q, k_cache=k_cache)
+    if disable_index_value:
+        return
+    # the index value runs the token-slot decode kernel
+    if block_size < VALUE_MIN_BLOCK:
+        raise ValueError(f"block_size must be a power of two >= {VALUE_MIN_BLOCK} for the index value "
+                         f"(or pass disable_index_value=True), got {block_size}")
+    if d not in VALUE_HEAD_DIMS:
+        raise ValueError(f"q head dim must be one of {VALUE_HEAD_DIMS} for the index value (or pass "
+                         f"disable_index_value=True), got {d}")
+    check_kv_dtype("k_cache", k_cache, q)
+    check_kv_dtype("v_cache", v_cache, q)
 
 
 def _scale_value(name, value):
@@ -109,7 +135,7 @@ def _scale_value(name, value):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar or 1-element tensor")
         return float(value.reshape(-1)[0].item())
-    return float(value)
+    return check_float(name, value)
 
 
 def force_blocks(scores, seq_lens, block_size, init_blocks, local_blocks):
@@ -156,23 +182,21 @@ def _reference_attend(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_id
     return out.to(torch.bfloat16 if q.dtype in FP8_DTYPES else q.dtype)
 
 
-def _scale_tensor(value, device):
+def _scale_tensor(name, value, device):
     if value is None or isinstance(value, torch.Tensor):
         return value
-    return torch.tensor([float(value)], dtype=torch.float32, device=device)
+    return torch.tensor([check_float(name, value)], dtype=torch.float32, device=device)
 
 
-def _decode_indexer(fast, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size, topk,
-                    init_blocks, local_blocks, sm_scale, score_type, disable_index_value, use_dense_main_attn,
-                    page_size, k_scale, v_scale):
+def _decode_indexer(fast, kernel_rules, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids,
+                    block_size, topk, init_blocks, local_blocks, sm_scale, score_type, disable_index_value,
+                    use_dense_main_attn, page_size, k_scale, v_scale):
     _check_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size, topk,
-                init_blocks, local_blocks, score_type, disable_index_value, page_size)
+                init_blocks, local_blocks, sm_scale, score_type, disable_index_value, page_size, kernel_rules or fast)
     fp8 = k_cache.dtype in FP8_DTYPES
     ks = _scale_value("k_scale", k_scale) if fp8 else 1.0
     max_blocks = -(-max_seqlen // block_size)
     if fast:
-        if block_size & (block_size - 1) or block_size < 16:
-            raise ValueError(f"block_size must be a power of two >= 16 for the Triton path, got {block_size}")
         scores = _decode_block_scores_op(q, k_cache, req_to_token, slot_ids, seq_lens, block_size, max_blocks, ks,
                                          init_blocks, local_blocks)
         from .topk import native_topk_from_scores
@@ -188,8 +212,8 @@ def _decode_indexer(fast, q, sink, k_cache, v_cache, req_to_token, seq_lens, max
         attend = _fast_attend if fast else _reference_attend
         o = _index_value(attend, q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size,
                          None if use_dense_main_attn else topk_idx, scale,
-                         _scale_tensor(k_scale, q.device) if fp8 else None,
-                         _scale_tensor(v_scale, q.device) if fp8 else None)
+                         _scale_tensor("k_scale", k_scale, q.device) if fp8 else None,
+                         _scale_tensor("v_scale", v_scale, q.device) if fp8 else None)
     return o, topk_idx, None
 
 
@@ -198,11 +222,14 @@ def flash_decode_with_topk_idx(q, sink, k_cache, v_cache, req_to_token, seq_lens
                                disable_index_value=False, use_dense_main_attn=False, page_size=1, *, k_scale=None,
                                v_scale=None):
     """Decode indexer (see the module docstring): returns `(o or None, topk_idx [H_idx, B, topk] int32, None)`.
-    `k_scale`/`v_scale` (extension) dequantize FP8 index caches."""
+    `k_scale`/`v_scale` (extension) dequantize FP8 index caches.
+
+    The kernels' limits hold on every device: topk <= 64, block_size a power of two >= 16, and with
+    the index value (disable_index_value=False) block_size >= 64 and a head dim of 64 or 128."""
     del use_tma
     fast = use_triton(q) if isinstance(q, torch.Tensor) else False
-    return _decode_indexer(fast, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids, block_size,
-                           topk, init_blocks, local_blocks, sm_scale, score_type, disable_index_value,
+    return _decode_indexer(fast, True, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids,
+                           block_size, topk, init_blocks, local_blocks, sm_scale, score_type, disable_index_value,
                            use_dense_main_attn, page_size, k_scale, v_scale)
 
 
@@ -210,8 +237,9 @@ def naive_flash_decode_with_topk_idx(q, sink, k_cache, v_cache, req_to_token, se
                                      block_size, topk, init_blocks, local_blocks, sm_scale=None, use_tma=True,
                                      score_type="max", disable_index_value=False, use_dense_main_attn=False,
                                      page_size=1, *, k_scale=None, v_scale=None):
-    """PyTorch reference of `flash_decode_with_topk_idx` (same signature and layouts)."""
+    """PyTorch reference of `flash_decode_with_topk_idx` (same signature and layouts, without the
+    kernels' limits on topk, block_size and head dim)."""
     del use_tma
-    return _decode_indexer(False, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids,
+    return _decode_indexer(False, False, q, sink, k_cache, v_cache, req_to_token, seq_lens, max_seqlen, slot_ids,
                            block_size, topk, init_blocks, local_blocks, sm_scale, score_type, disable_index_value,
                            use_dense_main_attn, page_size, k_scale, v_scale)

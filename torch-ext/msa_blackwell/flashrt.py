@@ -10,7 +10,9 @@ from ._backend import use_triton
 from ._checks import (
     FP8_DTYPES,
     TOKEN_INDEX_DTYPES,
+    check_float,
     check_int,
+    check_power_of_two,
     check_same_device,
     check_shape,
     check_tensor,
@@ -32,6 +34,10 @@ from .decode import (
 )
 from .reference.attention import default_scale
 from .reference.decode import token_slot_decode_reference
+
+# The decode kernel walks a block as whole BLOCK_N (>= 64) tiles.
+KERNEL_MIN_BLOCK = 64
+
 
 def _check_token_slot_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx):
     check_decode_q(q)
@@ -60,19 +66,20 @@ def _check_token_slot_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, sl
 
 def token_slot_decode(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx,
                       sm_scale=None, *, k_scale=None, v_scale=None, return_softmax_lse=False):
-    """Sparse (or, with `topk_idx=None`, dense) decode of one query per request."""
+    """Sparse (or, with `topk_idx=None`, dense) decode of one query per request.
+
+    The kernel's block-size rule is checked on every device, so CPU and GPU accept the same inputs."""
     num_kv_heads = _check_token_slot_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size,
                                           topk_idx)
+    check_power_of_two("block_size", block_size, KERNEL_MIN_BLOCK)
     batch, num_heads_q, head_dim = q.shape
-    scale = default_scale(head_dim, sm_scale)
+    scale = default_scale(head_dim, check_float("sm_scale", sm_scale, allow_none=True))
     odt = out_dtype_for(q.dtype)
     if not use_triton(q):
         out, lse = token_slot_decode_reference(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids,
                                                block_size, topk_idx, scale, k_scale=k_scale, v_scale=v_scale)
         out = out.to(odt)
         return (out, lse) if return_softmax_lse else out
-    if block_size % 64 or block_size & (block_size - 1):
-        raise ValueError(f"block_size must be a power of two >= 64 for the Triton path, got {block_size}")
     out = torch.empty(batch, num_heads_q, head_dim, dtype=odt, device=q.device)
     lse = torch.empty(batch, num_heads_q, dtype=torch.float32, device=q.device)
     if batch == 0:
@@ -97,7 +104,8 @@ def token_slot_decode(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_id
 def flash_decode_with_gqa_share_sparse(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size,
                                        topk_idx, sm_scale=None, use_tma=True):
     """Sparse decode, token-slot layout. q [B, Hq, D]; sink [Hq, D] or None; topk_idx [Hkv, B, topK]
-    (-1 padded; any order and duplicates are handled too). `use_tma` is accepted and ignored."""
+    (-1 padded; any order and duplicates are handled too); block_size a power of two >= 64 on every
+    device (the kernel's rule). `use_tma` is accepted and ignored."""
     del use_tma
     return token_slot_decode(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx,
                              sm_scale)
@@ -105,11 +113,13 @@ def flash_decode_with_gqa_share_sparse(q, sink, k_cache, v_cache, req_to_token, 
 
 def naive_flash_decode_with_gqa_share_sparse(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size,
                                              topk_idx, sm_scale=None, use_tma=True):
-    """PyTorch reference of `flash_decode_with_gqa_share_sparse` (same signature and layouts)."""
+    """PyTorch reference of `flash_decode_with_gqa_share_sparse` (same signature and layouts; any
+    block_size >= 1, where the kernel takes powers of two >= 64)."""
     del use_tma
     _check_token_slot_args(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size, topk_idx)
+    scale = default_scale(q.shape[2], check_float("sm_scale", sm_scale, allow_none=True))
     out, _ = token_slot_decode_reference(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_ids, block_size,
-                                         topk_idx, default_scale(q.shape[2], sm_scale))
+                                         topk_idx, scale)
     return out.to(out_dtype_for(q.dtype))
 
 

@@ -24,7 +24,7 @@ import torch
 from torch.library import triton_op, wrap_triton
 
 from ._backend import add_op_namespace_prefix, use_triton
-from ._checks import FP8_DTYPES, HALF_DTYPES, check_int, check_same_device, check_shape, check_tensor
+from ._checks import FP8_DTYPES, HALF_DTYPES, check_float, check_int, check_same_device, check_shape, check_tensor
 from .indexer import dot_dtype_for
 from .reference.attention import default_scale
 from .reference.indexer import SCORE_BLOCK, proxy_fmha_reference
@@ -151,7 +151,7 @@ def _scalar(name, value):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar or 1-element tensor, got shape {list(value.shape)}")
         return float(value.reshape(-1)[0].item())
-    return float(value)
+    return check_float(name, value)
 
 
 def _check_operands(q, k, v, plan):
@@ -211,7 +211,7 @@ def fmha_sm12x(q, k, v, plan, kv_indices=None, out=None, max_score=None, output_
         check_tensor("max_score", max_score, dtypes=(torch.float32,), contiguous=True)
         check_shape("max_score", max_score, ms_shape)
     check_same_device(q=q, k=k, v=v, kv_indices=kv_indices, out=out, max_score=max_score)
-    scale = default_scale(d, sm_scale)
+    scale = default_scale(d, check_float("sm_scale", sm_scale, allow_none=True))
     fp8 = k.dtype in FP8_DTYPES
     qs = _scalar("q_scale", q_scale) if q.dtype in FP8_DTYPES else 1.0
     ks, vs = (_scalar("k_scale", k_scale), _scalar("v_scale", v_scale)) if fp8 else (1.0, 1.0)
@@ -266,7 +266,8 @@ def _sparse_attention(q, k, v, plan, kv_indices, kv_block_indexes, scale, out, q
     from .csr import build_k2q_csr
     from .prefill import sparse_atten_func
 
-    check_tensor("kv_block_indexes", kv_block_indexes, dtypes=(torch.int32,), ndim=3)
+    # checked here, by the caller's name (build_k2q_csr would call it q2k_indices)
+    check_tensor("kv_block_indexes", kv_block_indexes, dtypes=(torch.int32,), ndim=3, device=q.device)
     check_shape("kv_block_indexes", kv_block_indexes, (plan.total_q, plan.num_kv_heads, None))
     if q_offset_override is not None or not plan.default_qo_offset:
         raise ValueError("kv_block_indexes (sparse pass) supports only the default bottom-right qo_offset")

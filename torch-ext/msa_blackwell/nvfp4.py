@@ -200,7 +200,10 @@ def unswizzle_nvfp4_scale_from_128x4(scale_128x4, *, rows, cols):
 
 
 def nvfp4_global_scale_from_amax(amax):
-    """amax.float() / 2688 (448 * 6); no zero guard, as the official helper."""
+    """amax.float() / 2688 (448 * 6); no zero guard, as the official helper. `amax`: a tensor or a
+    Python int/float."""
     if not isinstance(amax, torch.Tensor):
+        if isinstance(amax, bool) or not isinstance(amax, (int, float)):
+            raise TypeError(f"amax must be a torch.Tensor or a float, got {type(amax).__name__}")
         amax = torch.tensor(float(amax))
     return amax.float() / ref.GLOBAL_DIVISOR

@@ -2,8 +2,8 @@
 import torch
 
 from ._backend import use_triton
-from ._checks import FP8_DTYPES, HALF_DTYPES, check_int, check_int32_metadata, check_same_device, \
-    check_shape, check_tensor
+from ._checks import FP8_DTYPES, HALF_DTYPES, check_float, check_int, check_int32_metadata, \
+    check_same_device, check_shape, check_tensor
 from .reference.attention import default_scale
 from .reference.nvfp4 import dequantize_nvfp4_reference
 from .reference.prefill import sparse_prefill_reference
@@ -17,9 +17,13 @@ TOPK_LIMIT = 64
 HEAD_DIMS = (64, 128)
 
 
-def _check_last_dim_contiguous(name, t):
+def _check_row_layout(name, t):
+    """Contiguous rows starting on 16-element boundaries: the kernels promise the compiler
+    16-byte-aligned rows (vector loads; the SM12x gate compiles them that way)."""
     if t.stride(-1) != 1:
         raise ValueError(f"{name} must have a contiguous last dimension")
+    if any(st % 16 for st, n in zip(t.stride()[:-1], t.shape[:-1]) if n > 1):
+        raise ValueError(f"{name} strides must be multiples of 16 elements, got {tuple(t.stride())}")
 
 
 def _check_kv(q, k, v, paged, nvfp4):
@@ -42,8 +46,8 @@ def _check_kv(q, k, v, paged, nvfp4):
         check_tensor("k", k, ndim=3)
         check_shape("k", k, [None, None, kd])
     check_shape("v", v, list(k.shape))
-    _check_last_dim_contiguous("k", k)
-    _check_last_dim_contiguous("v", v)
+    _check_row_layout("k", k)
+    _check_row_layout("v", v)
     if q.shape[1] % k.shape[1] != 0:
         raise ValueError(f"q heads ({q.shape[1]}) must be a multiple of k heads ({k.shape[1]})")
     return k.shape[1]
@@ -78,7 +82,7 @@ def _check_common(q, k, v, k2q_row_ptr, k2q_q_indices, topK, cu_seqlens_q, cu_se
                   return_temperature_lse, partial_dtype, return_softmax_lse, page_table, seqused_k,
                   schedule, usable_SM_count, qk_dtype, pv_dtype, out, nvfp4):
     check_tensor("q", q, dtypes=HALF_DTYPES + FP8_DTYPES, ndim=3)
-    _check_last_dim_contiguous("q", q)
+    _check_row_layout("q", q)
     total_q, hq, d = q.shape
     if d not in HEAD_DIMS:
         raise ValueError(f"q head dim must be one of {HEAD_DIMS}, got {d}")
@@ -97,8 +101,7 @@ def _check_common(q, k, v, k2q_row_ptr, k2q_q_indices, topK, cu_seqlens_q, cu_se
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     if return_temperature_lse and not return_softmax_lse:
         raise ValueError("return_temperature_lse=True requires return_softmax_lse=True")
-    if softmax_scale is not None and not isinstance(softmax_scale, (int, float)):
-        raise TypeError(f"softmax_scale must be a float or None, got {type(softmax_scale).__name__}")
+    check_float("softmax_scale", softmax_scale, allow_none=True)
     if not isinstance(lse_temperature_scale, (int, float)) or isinstance(lse_temperature_scale, bool):
         raise TypeError(f"lse_temperature_scale must be a float, got {type(lse_temperature_scale).__name__}")
     if not lse_temperature_scale > 0:
@@ -136,22 +139,28 @@ def _check_common(q, k, v, k2q_row_ptr, k2q_q_indices, topK, cu_seqlens_q, cu_se
     if out is not None:
         check_tensor("out", out, dtypes=(out_dtype,))
         check_shape("out", out, [total_q, hq, d])
-        _check_last_dim_contiguous("out", out)
+        _check_row_layout("out", out)
     check_same_device(q=q, k=k, v=v, k2q_row_ptr=k2q_row_ptr, k2q_q_indices=k2q_q_indices,
                       cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, page_table=page_table,
                       seqused_k=seqused_k, qsplit_indices=qsplit, out=out)
     if not q.is_cuda:  # cheap on the host; on the GPU this would be a sync
+        for name, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
+            if int(cu[0]) < 0:
+                raise ValueError(f"{name}[0] must be >= 0, got {int(cu[0])}")
+            drops = torch.nonzero(cu[1:] < cu[:-1])
+            if drops.numel():
+                i = int(drops[0])
+                raise ValueError(f"{name} must be non-decreasing, got {name}[{i + 1}] = {int(cu[i + 1])} < "
+                                 f"{name}[{i}] = {int(cu[i])}")
         if int(cu_seqlens_q[-1]) != total_q:
             raise ValueError(f"cu_seqlens_q[-1] ({int(cu_seqlens_q[-1])}) must equal q.shape[0] ({total_q})")
+        if not paged and int(cu_seqlens_k[-1]) > k.shape[0]:
+            raise ValueError(f"cu_seqlens_k[-1] ({int(cu_seqlens_k[-1])}) must be <= k.shape[0] ({k.shape[0]})")
         if paged and page_table.numel() and (int(page_table.min()) < 0 or int(page_table.max()) >= k.shape[0]):
             raise ValueError(f"page_table entries must be in [0, {k.shape[0]})")
     return qsplit, out_dtype
 
 
-# An inductor-compiled graph of this launcher returned wrong outputs on an H200 (2026-11-27,
-# tests/test_prefill.py::test_gpu_cuda_graph_and_compile) while eager and CUDA-graph replay were
-# exact: keep it out of torch.compile graphs (a graph break; fullgraph=True raises) until fixed.
-@torch.compiler.disable
 def _sparse_prefill(q, k, v, k_scale_128x4, v_scale_128x4, k_global_scale, v_global_scale,
                     k2q_row_ptr, k2q_q_indices, topK, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                     max_seqlen_k, blk_kv, causal, softmax_scale, lse_temperature_scale,
@@ -189,6 +198,7 @@ def _sparse_prefill(q, k, v, k_scale_128x4, v_scale_128x4, k_global_scale, v_glo
             page_table if page_table is not None else cu_seqlens_k,
             out, lse, tlse, topK, blk_kv, max_seqlen_k, causal, scale, temperature,
             qsplit is not None, seqused_k is not None, page_table is not None, nvfp4, write_tlse,
+            partial_dtype == torch.float32,
         )
     else:
         dequant_k = dequant_v = None
@@ -215,7 +225,8 @@ def _sparse_prefill(q, k, v, k_scale_128x4, v_scale_128x4, k_global_scale, v_glo
 def _nvfp4_dequantizer(scale_128x4, global_scale, d):
     def dequant(data):
         rows = data.numel() // (d // 2)
-        g = global_scale if global_scale is not None else torch.ones(1, device=data.device)
+        # element 0, as the kernel reads it (the check accepts larger tensors)
+        g = global_scale.reshape(-1)[:1] if global_scale is not None else torch.ones(1, device=data.device)
         return dequantize_nvfp4_reference(data, scale_128x4, g, rows, d // 16)
 
     return dequant

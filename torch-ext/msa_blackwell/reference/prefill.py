@@ -3,6 +3,7 @@ per-query block visibility, then `masked_attention` per request."""
 import torch
 
 from .attention import block_selection_visible, causal_visible, masked_attention
+from .decode import gather_paged_tokens
 
 
 def csr_row_blocks(cu_seqlens_k, blk_kv):
@@ -65,21 +66,18 @@ def q2k_to_k2q_csr(q2k, cu_seqlens_q, cu_seqlens_k, blk_kv):
 
 
 def gather_paged_kv(cache, page_table_row, k_len):
-    """Paged cache [num_pages, Hkv, page_size, D] -> this request's [k_len, Hkv, D]."""
-    page_size = cache.shape[2]
-    t = torch.arange(k_len, device=cache.device)
-    pages = page_table_row.long()[t // page_size]
-    return cache[pages, :, t % page_size, :]
+    """Paged cache [num_pages, Hkv, page_size, D] -> this request's [k_len, Hkv, D] (keys past the
+    page-table row or on a page outside the cache read page 0: `gather_paged_tokens` tells them)."""
+    return gather_paged_tokens(cache, page_table_row, k_len, cache.shape[2])[0]
 
 
 def request_kv_lengths(cu_seqlens_k, seqused_k, paged):
-    """Each request's key count: cu_seqlens_k, or seqused_k (paged) / min of both (dense)."""
+    """Each request's key count, >= 0 as the kernel clamps it: cu_seqlens_k, or seqused_k (paged) /
+    min of both (dense)."""
     lens = cu_seqlens_k[1:] - cu_seqlens_k[:-1]
-    if seqused_k is None:
-        return lens.tolist()
-    if paged:
-        return seqused_k.tolist()
-    return torch.minimum(lens, seqused_k).tolist()
+    if seqused_k is not None:
+        lens = seqused_k if paged else torch.minimum(lens, seqused_k)
+    return lens.clamp(min=0).tolist()
 
 
 def sparse_prefill_reference(
@@ -109,14 +107,18 @@ def sparse_prefill_reference(
         if lq == 0:
             continue
         if paged:
-            kb = gather_paged_kv(kf, page_table[b], lk)
-            vb = gather_paged_kv(vf, page_table[b], lk)
+            # a seqused_k past the page table is kept (it sets the causal end); the kernel
+            # skips the keys that have no page, and so does this
+            kb, key_ok = gather_paged_tokens(kf, page_table[b], lk, kf.shape[2])
+            vb, _ = gather_paged_tokens(vf, page_table[b], lk, vf.shape[2])
         else:
             kb = kf[cu_k[b]: cu_k[b] + lk]
             vb = vf[cu_k[b]: cu_k[b] + lk]
         visible = block_selection_visible(q2k[:, q0:q1], lk, blk_kv)
         if causal:
             visible = visible & causal_visible(lq, lk, device=q.device).unsqueeze(0)
+        if paged:
+            visible = visible & key_ok.view(1, 1, -1)
         o, l_, t_ = masked_attention(
             q[q0:q1], kb, vb, visible, softmax_scale=softmax_scale,
             lse_temperature_scale=lse_temperature_scale,

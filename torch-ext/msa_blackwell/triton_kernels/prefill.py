@@ -1,25 +1,28 @@
-"""Block-sparse prefill: k2q CSR inversion + query-major sparse attention (Triton).
+"""Block-sparse prefill launcher: k2q CSR inversion, then KV-outer or query-major attention.
 
-Design note. The API hands over the k2q CSR (rows = (request, block) pairs). Walking it
-KV-outer would need per-(query, slot) partial outputs (topK x the output), so instead:
 1. `k2q_invert_kernel` turns the CSR back into per-query selections q2k [Hkv, total_q, topK]
    (slot from the schedule's `qsplit_indices` when given, else an atomic counter).
-2. `sparse_prefill_fwd_kernel` runs one program per (query token, KV head, head chunk); the
-   tile's M dimension packs the group's query heads. The selections are first sorted
-   (torch.sort, empty slots last), so each program walks its blocks in ascending order and
-   skips a repeat by comparing with the previous slot: the result does not depend on the
-   slot order the inversion produced, so runs are bitwise identical with or without a
-   schedule. FP8 and NVFP4 K/V are converted to the compute dtype at tile load and pass a
-   dtype fence (`_dtype_fence`), after which the instructions are the BF16/FP16 path's.
-Workspace: q2k (4*topK B per query per KV head) + a slot counter (4 B) + per-row and
-per-query request maps: well under 4x the output bytes for every supported shape.
+2. Large prefills run KV-outer (`prefill_kv_outer.py`, design note there): it walks the
+   CSR rows and merges per-block partials, using q2k only to rank each query's blocks.
+3. Short ones (few queries per CSR row, `prefill_kernel_choice`) run `sparse_prefill_fwd_kernel`,
+   query-major: one program per (query token, KV head, head chunk), the tile's M dimension
+   packing the group's query heads; it needs no partials. Its selections are sorted first
+   (empty slots last), so it walks blocks in ascending order and skips a repeat by comparing
+   with the previous slot.
+Both paths are bitwise identical with or without a schedule. FP8 and NVFP4 K/V are converted
+to the compute dtype at tile load and pass a dtype fence (`_dtype_fence`), after which the
+instructions are the BF16/FP16 path's.
 """
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from .._backend import add_op_namespace_prefix
 from .gate import GateCase
+from .kv_tiles import _kv_tile
+from .prefill_kv_outer import chunk_count, sparse_prefill_kv_outer
 
 TOPK_MAX = 64  # the selection vector each program loads to count its visible blocks
 INVERT_ROWS = 16
@@ -64,63 +67,6 @@ def k2q_invert_kernel(
                     slot = tl.atomic_add(Count + g * total_q + qg, 1, mask=ok)
                 ok = ok & (slot >= 0) & (slot < topk)
                 tl.store(Q2K + (g * total_q + qg) * topk + slot, j, mask=ok)
-
-
-@triton.jit
-def _pow2(e):
-    """2**e for small integer e, exact (built from the float32 exponent bits)."""
-    return ((e + 127) << 23).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _e2m1_to_f32(nib):
-    mag = nib & 7
-    e = mag >> 1
-    m = (mag & 1).to(tl.float32)
-    val = tl.where(e == 0, m * 0.5, (2.0 + m) * _pow2(e - 2))
-    return tl.where((nib & 8) != 0, -val, val)
-
-
-@triton.jit
-def _e4m3_to_f32(bits):
-    e = (bits >> 3) & 15
-    m = (bits & 7).to(tl.float32)
-    val = tl.where(e == 0, m * 0.001953125, (8.0 + m) * _pow2(e - 10))
-    return tl.where((bits & 128) != 0, -val, val)
-
-
-@triton.jit
-def _dtype_fence(x, FENCE: tl.constexpr):
-    """Identity on a 16-bit tile that hides where it came from from the compiler.
-
-    Triton picks the mma operand packing (kWidth) from the narrowest load feeding a dot:
-    an FP8/NVFP4 K/V tile would get kWidth=4, which permutes k inside each mma.sync and so
-    changes the fp32 summation order. Behind this side-effecting identity every K/V dtype
-    reaches the dots as the same 16-bit tile, so all of them run the BF16/FP16 path's
-    instructions (FP8 -> BF16 upcast is bit exact). The CPU interpreter has no inline asm.
-    """
-    if FENCE:
-        x = tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=x.dtype,
-                                      is_pure=False, pack=2)
-    return x
-
-
-@triton.jit
-def _kv_tile(Ptr, Scale, row_off, scale_row, tmask, scale_tiles_n,
-             D: tl.constexpr, NVFP4: tl.constexpr, CDT: tl.constexpr, FENCE: tl.constexpr):
-    """[BLOCK_N, D] K or V tile in the compute dtype; masked rows are 0."""
-    offs_d = tl.arange(0, D)
-    if NVFP4:
-        byte = tl.load(Ptr + row_off[:, None] + (offs_d // 2)[None, :], mask=tmask[:, None], other=0)
-        nib = (byte.to(tl.int32) >> ((offs_d & 1) * 4)[None, :]) & 15
-        c = offs_d // 16
-        sc_off = (((scale_row // 128) * scale_tiles_n)[:, None] + (c // 4)[None, :]) * 512 \
-            + ((scale_row % 32) * 16 + ((scale_row % 128) // 32) * 4)[:, None] + (c % 4)[None, :]
-        sbits = tl.load(Scale + sc_off, mask=tmask[:, None], other=0).to(tl.int32)
-        x = _e2m1_to_f32(nib) * _e4m3_to_f32(sbits)
-    else:
-        x = tl.load(Ptr + row_off[:, None] + offs_d[None, :], mask=tmask[:, None], other=0.0)
-    return _dtype_fence(x.to(CDT), FENCE)
 
 
 @triton.jit
@@ -274,12 +220,17 @@ _ARCH_MAJOR = {}
 
 
 def arch_major(device):
-    """Compute-capability major of a CUDA device (12 = the SM12x target, also for the interpreter)."""
-    if device.type != "cuda":
+    """Compute-capability major of a CUDA device (12 = the SM12x target, also for the interpreter).
+
+    Under torch.compile the launcher may be traced with meta tensors: they stand for the
+    current CUDA device, so the compiled graph picks the same config as eager.
+    """
+    if device.type == "cpu" or not torch.cuda.is_available():
         return 12
-    if device.index not in _ARCH_MAJOR:
-        _ARCH_MAJOR[device.index] = torch.cuda.get_device_capability(device)[0]
-    return _ARCH_MAJOR[device.index]
+    index = device.index if device.type == "cuda" and device.index is not None else torch.cuda.current_device()
+    if index not in _ARCH_MAJOR:
+        _ARCH_MAJOR[index] = torch.cuda.get_device_capability(index)[0]
+    return _ARCH_MAJOR[index]
 
 
 def csr_row_map(cu_seqlens_k, blk_kv, max_seqlen_k, total_rows):
@@ -308,17 +259,16 @@ def csr_row_map(cu_seqlens_k, blk_kv, max_seqlen_k, total_rows):
     return row_req, row_blk
 
 
-def invert_k2q(row_ptr, q_idx, qsplit, cu_q, cu_k, total_q, topk, blk_kv, max_seqlen_k):
-    """k2q CSR -> q2k [Hkv, total_q, topK] (slot order; the attention kernel re-sorts)."""
+def invert_k2q(row_ptr, q_idx, qsplit, row_req, row_blk, cu_q, total_q, topk):
+    """k2q CSR -> q2k [Hkv, total_q, topK] in slot order (-1 = empty slot)."""
     hkv = row_ptr.shape[0]
     total_rows = row_ptr.shape[1] - 1
     device = row_ptr.device
     q2k = torch.full((hkv, total_q, topk), -1, dtype=torch.int32, device=device)
     if total_rows <= 0 or total_q == 0 or q_idx.shape[1] == 0:
         return q2k
-    row_req, row_blk = csr_row_map(cu_k, blk_kv, max_seqlen_k, total_rows)
     has_split = qsplit is not None
-    count = q2k if has_split else torch.zeros((hkv, total_q), dtype=torch.int32, device=device)
+    count = torch.zeros((1,) if has_split else (hkv, total_q), dtype=torch.int32, device=device)
     grid = (triton.cdiv(total_rows, INVERT_ROWS), hkv)
     torch.library.wrap_triton(k2q_invert_kernel)[grid](
         row_ptr, q_idx, qsplit if has_split else q_idx, row_req, row_blk, cu_q, count, q2k,
@@ -326,6 +276,23 @@ def invert_k2q(row_ptr, q_idx, qsplit, cu_q, cu_k, total_q, topk, blk_kv, max_se
         ROWS=INVERT_ROWS, BLOCK_E=INVERT_BLOCK, HAS_SPLIT=has_split,
     )
     return q2k
+
+
+# KV-outer pays a fixed cost per CSR row and query chunk (search, K/V tile load). Below this
+# many (query, block) entries per row and chunk the query-major kernel is faster (H200 sweep,
+# M3 shape: query-major 2x faster at 171-338 queries, even at 1,626 (~7 entries), KV-outer
+# 2x faster at 16K queries (~140 entries)).
+KV_OUTER_MIN_ENTRIES = 8
+
+
+def prefill_kernel_choice(entries, total_rows, chunks):
+    """"kv_outer" or "query_major" for `entries` CSR entries; MSA_PREFILL_KERNEL overrides it."""
+    choice = os.environ.get("MSA_PREFILL_KERNEL")
+    if choice is None:
+        return "kv_outer" if entries >= KV_OUTER_MIN_ENTRIES * total_rows * chunks else "query_major"
+    if choice not in ("kv_outer", "query_major"):
+        raise ValueError(f"MSA_PREFILL_KERNEL must be kv_outer or query_major, got {choice!r}")
+    return choice
 
 
 @torch.library.triton_op(
@@ -360,6 +327,7 @@ def sparse_prefill_fwd(
     paged: bool,
     nvfp4: bool,
     write_tlse: bool,
+    partial_fp32: bool,
 ) -> None:
     """Fills out/lse (and tlse when write_tlse). Unused optional inputs are placeholders."""
     total_q, hq, d = q.shape
@@ -367,8 +335,23 @@ def sparse_prefill_fwd(
     if total_q == 0:
         return
     g = hq // hkv
-    q2k = invert_k2q(row_ptr, q_idx, qsplit if has_qsplit else None, cu_q, cu_k, total_q, topk,
-                     blk_kv, max_seqlen_k)
+    total_rows = row_ptr.shape[1] - 1
+    row_req, row_blk = csr_row_map(cu_k, blk_kv, max_seqlen_k, total_rows)
+    q2k = invert_k2q(row_ptr, q_idx, qsplit if has_qsplit else None, row_req, row_blk, cu_q,
+                     total_q, topk)
+    chunks = chunk_count(total_q, hq, d, topk, out.dtype, partial_fp32, write_tlse)
+    if prefill_kernel_choice(total_q * topk, total_rows, chunks) == "kv_outer":
+        if total_rows > 0 and q_idx.shape[1] > 0:
+            sparse_prefill_kv_outer(
+                q, k, v, k_scale, v_scale, k_global, v_global, row_ptr, q_idx, q2k, row_req, row_blk,
+                cu_q, cu_k, seqused_k, page_table, out, lse, tlse, topk, blk_kv, causal,
+                softmax_scale, lse_temperature_scale, has_seqused, paged, nvfp4, write_tlse,
+                partial_fp32, arch_major(q.device))
+        else:
+            out.zero_()
+            lse.fill_(float("-inf"))
+            tlse.fill_(float("-inf"))
+        return
     # Canonical ascending block order (whatever slot order the inversion produced) keeps
     # runs bitwise identical with or without a schedule; empty slots sort last.
     q2k = torch.sort(torch.where(q2k < 0, INT32_MAX, q2k), dim=-1).values
@@ -399,7 +382,7 @@ def sparse_prefill_fwd(
         page_table.shape[1] if paged else 0, page_size, scale_tiles_n,
         softmax_scale * LOG2E, 1.0 / lse_temperature_scale, int(causal), int(has_seqused),
         D=d, BLOCK_M=block_m, BLOCK_N=block_n, TOPK_P2=TOPK_MAX,
-        PAGED=paged, NVFP4=nvfp4, WRITE_TLSE=write_tlse, FENCE=q.is_cuda,
+        PAGED=paged, NVFP4=nvfp4, WRITE_TLSE=write_tlse, FENCE=q.device.type != "cpu",
         num_warps=num_warps, num_stages=num_stages,
     )
 
