@@ -268,7 +268,11 @@ def main():
     runs.sort(key=lambda r: r["environment"]["date"], reverse=True)
     (ROOT / "VALIDATION.md").write_text(validation_md(runs))
     plots = plots_md(runs)
-    (ROOT / "benchmarks" / "RESULTS.md").write_text(results_md(runs) + "\n".join((plots or []) + sweeps_md()))
+    # The prose on where the time goes is written by hand; every number it quotes is from the tables.
+    analysis = ROOT / "benchmarks" / "ANALYSIS.md"
+    prose = ["", analysis.read_text()] if analysis.exists() else []
+    (ROOT / "benchmarks" / "RESULTS.md").write_text(
+        results_md(runs) + "\n".join((plots or []) + sweeps_md() + prose))
     print(f"wrote VALIDATION.md and benchmarks/RESULTS.md from {len(runs)} run(s)")
     return 0 if plots is not None else 1
 

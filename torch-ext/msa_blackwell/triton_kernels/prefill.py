@@ -233,6 +233,22 @@ def arch_major(device):
     return _ARCH_MAJOR[index]
 
 
+_SM_COUNT = {}
+
+
+def sm_count(device):
+    """Streaming multiprocessors of the device (meta tensors stand for the current CUDA device).
+
+    The CPU interpreter reports 8, so that the tests' small shapes exercise split CSR rows.
+    """
+    if device.type == "cpu" or not torch.cuda.is_available():
+        return 8
+    index = device.index if device.type == "cuda" and device.index is not None else torch.cuda.current_device()
+    if index not in _SM_COUNT:
+        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SM_COUNT[index]
+
+
 def csr_row_map(cu_seqlens_k, blk_kv, max_seqlen_k, total_rows):
     """(request, block) of every CSR row, on device without a host sync.
 
@@ -346,7 +362,7 @@ def sparse_prefill_fwd(
                 q, k, v, k_scale, v_scale, k_global, v_global, row_ptr, q_idx, q2k, row_req, row_blk,
                 cu_q, cu_k, seqused_k, page_table, out, lse, tlse, topk, blk_kv, causal,
                 softmax_scale, lse_temperature_scale, has_seqused, paged, nvfp4, write_tlse,
-                partial_fp32, arch_major(q.device))
+                partial_fp32, arch_major(q.device), sm_count(q.device))
         else:
             out.zero_()
             lse.fill_(float("-inf"))

@@ -28,6 +28,8 @@ PARTIAL_BUDGET = 3.5  # partial bytes / output bytes; q2k and the CSR take < 0.1
 SEARCH_ARY = tl.constexpr(128)
 SEARCH_LEVELS = tl.constexpr(4)  # 128**4 entries per CSR row
 COMBINE_WARPS = 4
+PROGRAMS_PER_SM = 4  # rows are split until the partial kernel has this many programs per SM
+MAX_ROW_SPLITS = 16
 
 
 @triton.jit
@@ -119,7 +121,7 @@ def sparse_prefill_partial_kernel(
     CuQ, CuK, SeqUsed, PageTable,
     stride_qt, stride_qh, stride_k0, stride_kh, stride_ks, stride_v0, stride_vh, stride_vs, stride_pt,
     total_q, total_rows, nnz, Hq, Hkv, G, head_chunks, topk, blk_kv, num_pages, max_pages,
-    page_size, scale_tiles_n, chunk_start, chunk_end,
+    page_size, scale_tiles_n, chunk_start, chunk_end, row_splits,
     qk_scale_log2, inv_temperature, causal, has_seqused,
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr,
     TOPK_P2: tl.constexpr, ONE_KEY_TILE: tl.constexpr, FP16: tl.constexpr, PAGED: tl.constexpr,
@@ -130,7 +132,8 @@ def sparse_prefill_partial_kernel(
     # torch.compile may pass Python floats as fp64: pin the math to fp32.
     qk_scale_log2 = tl.cast(qk_scale_log2, tl.float32)
     inv_temperature = tl.cast(inv_temperature, tl.float32)
-    r = tl.program_id(0)
+    r = tl.program_id(0) // row_splits
+    split = tl.program_id(0) % row_splits
     g = tl.program_id(1) // head_chunks
     hc = tl.program_id(1) % head_chunks
 
@@ -164,6 +167,10 @@ def sparse_prefill_partial_kernel(
     e_hi = _lower_bound(idx, e_lo, end, hi_q, SEARCH_ARY, SEARCH_LEVELS)
     if (b < 0) | (kb >= lk) | (lo_q >= hi_q):
         e_hi = e_lo
+    # Long rows are shared by `row_splits` programs, each taking whole query tiles.
+    per_split = tl.cdiv(tl.cdiv(e_hi - e_lo, row_splits), QT) * QT
+    e_lo = tl.minimum(e_lo + split * per_split, e_hi)
+    e_hi = tl.minimum(e_lo + per_split, e_hi)
 
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -308,18 +315,22 @@ def kv_outer_config(nvfp4, arch_major=12, blk_kv=128):
     on upcast K/V. A 64- or 128-key block is one key tile (K/V resident, query tiles
     pipelined); larger blocks loop over 64-key tiles. SM12x (99 KB smem, mma.sync, 255
     registers) takes 32-row tiles over 8 warps: 64-row tiles spill there. Hopper (the
-    validation card) takes 64-row tiles. NVFP4 dequantises 16 keys at a time (wider
-    steps spill on SM12x).
+    validation card) takes 64-row tiles over 4 warps: they ran 10-35% faster than 128-row
+    tiles over 8 warps on an H200 (benchmarks/sweep_prefill.py, 2026-11-27). NVFP4
+    dequantises 16 keys per step on SM12x (wider steps spill) and 32 on Hopper.
     blk_kv is a multiple of 64.
     """
     if nvfp4:
-        return 32, 16, 8, 1
+        return (32, 32, 8, 1) if arch_major == 9 else (32, 16, 8, 1)
     block_n = blk_kv if blk_kv in (64, 128) else 64
     if arch_major == 9:
-        # 64-row tiles over 4 warps ran 10-35% faster than 128-row tiles over 8 warps on an
-        # H200 (benchmarks/sweep_prefill.py, 2026-11-27).
         return 64, block_n, 4, 2
     return 32, block_n, 8, 2
+
+
+def row_split_count(programs, sm_count):
+    """Programs per CSR row: few rows (a long request without prefix) would leave SMs idle."""
+    return max(1, min(MAX_ROW_SPLITS, triton.cdiv(PROGRAMS_PER_SM * sm_count, max(programs, 1))))
 
 
 def tile_heads(g, block_m):
@@ -349,7 +360,7 @@ def partial_dtype_for(out_dtype, partial_dtype):
 def sparse_prefill_kv_outer(q, k, v, k_scale, v_scale, k_global, v_global, row_ptr, q_idx, q2k,
                             row_req, row_blk, cu_q, cu_k, seqused_k, page_table, out, lse, tlse,
                             topk, blk_kv, causal, softmax_scale, lse_temperature_scale,
-                            has_seqused, paged, nvfp4, write_tlse, partial_fp32, arch_major):
+                            has_seqused, paged, nvfp4, write_tlse, partial_fp32, arch_major, sm_count):
     """Runs the partial + combine kernels chunk by chunk; q2k is the (unsorted) inverted CSR."""
     total_q, hq, d = q.shape
     hkv, total_rows = row_ptr.shape[0], row_ptr.shape[1] - 1
@@ -371,19 +382,20 @@ def sparse_prefill_kv_outer(q, k, v, k_scale, v_scale, k_global, v_global, row_p
         strides_v = (v.stride(0), v.stride(1), 0)
         num_pages, page_size = 0, 1
     scale_tiles_n = triton.cdiv(d // 16, 4)
+    splits = row_split_count(total_rows * hkv * head_chunks, sm_count)
     for c0 in range(0, total_q, chunk):
         c1 = min(c0 + chunk, total_q)
         l_part.fill_(float("-inf"))
         if write_tlse:
             t_part.fill_(float("-inf"))
-        torch.library.wrap_triton(sparse_prefill_partial_kernel)[(total_rows, hkv * head_chunks)](
+        torch.library.wrap_triton(sparse_prefill_partial_kernel)[(total_rows * splits, hkv * head_chunks)](
             q, k, v, k_scale, v_scale, k_global, o_part, l_part, t_part, q2k, row_ptr, q_idx,
             row_req, row_blk, cu_q, cu_k, seqused_k, page_table,
             q.stride(0), q.stride(1),
             strides_k[0], strides_k[1], strides_k[2], strides_v[0], strides_v[1], strides_v[2],
             page_table.stride(0) if paged else 0,
             total_q, total_rows, q_idx.shape[1], hq, hkv, g, head_chunks, topk, blk_kv, num_pages,
-            page_table.shape[1] if paged else 0, page_size, scale_tiles_n, c0, c1,
+            page_table.shape[1] if paged else 0, page_size, scale_tiles_n, c0, c1, splits,
             softmax_scale * LOG2E, 1.0 / lse_temperature_scale, int(causal), int(has_seqused),
             D=d, BLOCK_M=block_m, BLOCK_N=block_n, HEADS=heads,
             TOPK_P2=max(triton.next_power_of_2(topk), 2), ONE_KEY_TILE=block_n == blk_kv,
@@ -420,7 +432,7 @@ _ALIGNED_STRIDES = ("stride_qt", "stride_qh", "stride_k0", "stride_kh", "stride_
 _INT_ARGS = ("stride_qt", "stride_qh", "stride_k0", "stride_kh", "stride_ks", "stride_v0",
              "stride_vh", "stride_vs", "stride_pt", "total_q", "total_rows", "nnz", "Hq", "Hkv",
              "G", "head_chunks", "topk", "blk_kv", "num_pages", "max_pages", "page_size",
-             "scale_tiles_n", "chunk_start", "chunk_end")
+             "scale_tiles_n", "chunk_start", "chunk_end", "row_splits")
 
 
 def _partial_signature(q_dtype, kv_dtype, part_dtype):
