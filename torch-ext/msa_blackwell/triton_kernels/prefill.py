@@ -21,8 +21,8 @@ import triton.language as tl
 
 from .._backend import add_op_namespace_prefix
 from .gate import GateCase
-from .kv_tiles import _kv_tile
-from .prefill_kv_outer import chunk_count, sparse_prefill_kv_outer
+from .kv_tiles import _key_offsets, _kv_tile, _request_extent, _softmax_step
+from .prefill_kv_outer import DTYPE_PAIRS, _TRITON_TYPES, chunk_count, kv_geometry, sparse_prefill_kv_outer
 
 TOPK_MAX = 64  # the selection vector each program loads to count its visible blocks
 INVERT_ROWS = 16
@@ -95,17 +95,7 @@ def sparse_prefill_fwd_kernel(
     heads = g * G + in_group
 
     b = tl.load(QReq + pid_q)
-    q0 = tl.load(CuQ + b)
-    lq = tl.load(CuQ + b + 1) - q0
-    k0 = tl.load(CuK + b).to(tl.int64)
-    lk = tl.load(CuK + b + 1) - tl.load(CuK + b)
-    if has_seqused != 0:
-        used = tl.load(SeqUsed + b)
-        if PAGED:
-            lk = used
-        else:
-            lk = tl.minimum(lk, used)
-    lk = tl.maximum(lk, 0)
+    q0, lq, k0, lk = _request_extent(b, CuQ, CuK, SeqUsed, has_seqused, PAGED)
     nb = (lk + blk_kv - 1) // blk_kv
     last = lk - 1  # last visible key position
     if causal != 0:
@@ -127,9 +117,8 @@ def sparse_prefill_fwd_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, D], tl.float32)
-    if WRITE_TLSE:
-        mt_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-        lt_i = tl.zeros([BLOCK_M], tl.float32)
+    mt_i = tl.full([BLOCK_M], float("-inf"), tl.float32)  # temperature LSE (used with WRITE_TLSE)
+    lt_i = tl.zeros([BLOCK_M], tl.float32)
 
     k_head = g.to(tl.int64) * stride_kh
     v_head = g.to(tl.int64) * stride_vh
@@ -138,40 +127,16 @@ def sparse_prefill_fwd_kernel(
         blk = tl.load(Q2K + sel_base + slot)
         prev = tl.load(Q2K + sel_base + slot - 1, mask=slot > 0, other=-1)
         t = blk * blk_kv + (it % tiles_per_blk) * BLOCK_N + offs_n
-        tmask = (t <= last) & (blk != prev)  # a repeated block counts once
-        if PAGED:
-            pidx = t // page_size
-            page = tl.load(PageTable + b.to(tl.int64) * stride_pt + pidx,
-                           mask=tmask & (pidx < max_pages), other=-1)
-            tmask = tmask & (page >= 0) & (page < num_pages)
-            page = page.to(tl.int64)
-            slot = (t % page_size).to(tl.int64)
-            k_off = page * stride_k0 + k_head + slot * stride_ks
-            v_off = page * stride_v0 + v_head + slot * stride_vs
-            scale_row = (page * Hkv + g) * page_size + slot
-        else:
-            tok = k0 + t
-            k_off = tok * stride_k0 + k_head
-            v_off = tok * stride_v0 + v_head
-            scale_row = tok * Hkv + g
-
+        k_off, v_off, scale_row, tmask = _key_offsets(
+            t, (t <= last) & (blk != prev),  # a repeated block counts once
+            b, g, k0, PageTable, stride_pt, max_pages, num_pages, page_size, Hkv,
+            k_head, v_head, stride_k0, stride_ks, stride_v0, stride_vs, PAGED)
         k = _kv_tile(K, KScale, k_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
         s = tl.dot(q, tl.trans(k)) * qk_scale_log2
         s = tl.where(tmask[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        if WRITE_TLSE:
-            st = s * inv_temperature
-            mt_new = tl.maximum(mt_i, tl.max(st, axis=1))
-            mt_safe = tl.where(mt_new == float("-inf"), 0.0, mt_new)
-            lt_i = lt_i * tl.exp2(mt_i - mt_safe) + tl.sum(tl.exp2(st - mt_safe[:, None]), axis=1)
-            mt_i = mt_new
+        p, alpha, m_i, l_i, mt_i, lt_i = _softmax_step(s, m_i, l_i, mt_i, lt_i, inv_temperature, WRITE_TLSE)
         v = _kv_tile(V, VScale, v_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
         acc = acc * alpha[:, None] + tl.dot(p.to(CDT), v)
-        m_i = m_new
 
     empty = l_i == 0.0
     out = acc / tl.where(empty, 1.0, l_i)[:, None]
@@ -378,14 +343,7 @@ def sparse_prefill_fwd(
     block_m = block_m_for_group(g)
     head_chunks = triton.cdiv(g, block_m)
     block_n, num_warps, num_stages = prefill_config(block_m, nvfp4, arch_major(q.device), blk_kv)
-    if paged:
-        strides_k = (k.stride(0), k.stride(1), k.stride(2))
-        strides_v = (v.stride(0), v.stride(1), v.stride(2))
-        num_pages, page_size = k.shape[0], k.shape[2]
-    else:
-        strides_k = (k.stride(0), k.stride(1), 0)
-        strides_v = (v.stride(0), v.stride(1), 0)
-        num_pages, page_size = 0, 1
+    strides_k, strides_v, num_pages, page_size = kv_geometry(k, v, paged)
     scale_tiles_n = triton.cdiv(d // 16, 4)
     grid = (total_q, hkv * head_chunks)
     torch.library.wrap_triton(sparse_prefill_fwd_kernel)[grid](
@@ -405,19 +363,6 @@ def sparse_prefill_fwd(
 
 # ---------------------------------------------------------------------------------------
 # SM12x compile gate.
-
-_TRITON_TYPES = {
-    torch.bfloat16: "bf16", torch.float16: "fp16", torch.float8_e4m3fn: "fp8e4nv", torch.uint8: "u8",
-}
-
-# (q dtype, K/V dtype) pairs the public functions accept.
-DTYPE_PAIRS = (
-    (torch.bfloat16, torch.bfloat16), (torch.float16, torch.float16),
-    (torch.bfloat16, torch.float8_e4m3fn), (torch.float16, torch.float8_e4m3fn),
-    (torch.float8_e4m3fn, torch.float8_e4m3fn),
-    (torch.bfloat16, torch.uint8), (torch.float16, torch.uint8),
-)
-
 
 def _prefill_signature(q_dtype, kv_dtype):
     qt, kvt = _TRITON_TYPES[q_dtype], _TRITON_TYPES[kv_dtype]

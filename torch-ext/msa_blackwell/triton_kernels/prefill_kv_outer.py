@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from .gate import GateCase
-from .kv_tiles import _kv_tile
+from .kv_tiles import _key_offsets, _kv_tile, _request_extent, _softmax_step
 
 INT_MAX = tl.constexpr(2147483647)
 LN2 = tl.constexpr(0.6931471805599453)
@@ -50,28 +50,6 @@ def _lower_bound(Ptr, lo, hi, target, ARY: tl.constexpr, LEVELS: tl.constexpr):
         hi = tl.where(below == 0, lo, tl.minimum(lo + below * step, hi))
         lo = new_lo
     return lo
-
-
-@triton.jit
-def _key_offsets(t, tmask, bs, g, k0, PageTable, stride_pt, max_pages, num_pages, page_size, Hkv,
-                 k_head, v_head, stride_k0, stride_ks, stride_v0, stride_vs, PAGED: tl.constexpr):
-    """(K offsets, V offsets, NVFP4 scale rows, valid) of the keys t of request bs."""
-    if PAGED:
-        pidx = t // page_size
-        page = tl.load(PageTable + bs.to(tl.int64) * stride_pt + pidx,
-                       mask=tmask & (pidx < max_pages), other=-1)
-        tmask = tmask & (page >= 0) & (page < num_pages)
-        page = page.to(tl.int64)
-        slot = (t % page_size).to(tl.int64)
-        k_off = page * stride_k0 + k_head + slot * stride_ks
-        v_off = page * stride_v0 + v_head + slot * stride_vs
-        scale_row = (page * Hkv + g) * page_size + slot
-    else:
-        tok = k0 + t
-        k_off = tok * stride_k0 + k_head
-        v_off = tok * stride_v0 + v_head
-        scale_row = tok * Hkv + g
-    return k_off, v_off, scale_row, tmask
 
 
 @triton.jit
@@ -140,17 +118,7 @@ def sparse_prefill_partial_kernel(
     b = tl.load(RowReq + r)
     j = tl.load(RowBlk + r)
     bs = tl.maximum(b, 0)
-    q0 = tl.load(CuQ + bs)
-    lq = tl.load(CuQ + bs + 1) - q0
-    k0 = tl.load(CuK + bs).to(tl.int64)
-    lk = tl.load(CuK + bs + 1) - tl.load(CuK + bs)
-    if has_seqused != 0:
-        used = tl.load(SeqUsed + bs)
-        if PAGED:
-            lk = used
-        else:
-            lk = tl.minimum(lk, used)
-    lk = tl.maximum(lk, 0)
+    q0, lq, k0, lk = _request_extent(bs, CuQ, CuK, SeqUsed, has_seqused, PAGED)
     kb = j * blk_kv  # first key of the block
     shift = lk - lq  # causal: query i sees keys <= i + shift
 
@@ -233,20 +201,10 @@ def sparse_prefill_partial_kernel(
                 k = _kv_tile(K, KScale, k_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
                 s = tl.dot(q, tl.trans(k)) * qk_scale_log2
                 s = tl.where(tmask[None, :] & (t[None, :] <= last[:, None]), s, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(s, axis=1))
-                m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-                alpha = tl.exp2(m_i - m_safe)
-                p = tl.exp2(s - m_safe[:, None])
-                l_i = l_i * alpha + tl.sum(p, axis=1)
-                if WRITE_TLSE:
-                    st = s * inv_temperature
-                    mt_new = tl.maximum(mt_i, tl.max(st, axis=1))
-                    mt_safe = tl.where(mt_new == float("-inf"), 0.0, mt_new)
-                    lt_i = lt_i * tl.exp2(mt_i - mt_safe) + tl.sum(tl.exp2(st - mt_safe[:, None]), axis=1)
-                    mt_i = mt_new
+                p, alpha, m_i, l_i, mt_i, lt_i = _softmax_step(s, m_i, l_i, mt_i, lt_i, inv_temperature,
+                                                               WRITE_TLSE)
                 v = _kv_tile(V, VScale, v_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
                 acc = acc * alpha[:, None] + tl.dot(p.to(CDT), v)
-                m_i = m_new
             _store_partials(OPart, LPart, TPart, Q2K, acc, m_i, l_i, mt_i, lt_i, g, qg, ok, head_ok,
                             heads, j, total_q, topk, Hq, chunk_start, offs_d, offs_s, D, WRITE_TLSE)
 
@@ -328,6 +286,14 @@ def kv_outer_config(nvfp4, arch_major=12, blk_kv=128):
     return 32, block_n, 8, 2
 
 
+def kv_geometry(k, v, paged):
+    """(K strides, V strides, pages, page size): row/head/slot strides; dense caches have no slots."""
+    if paged:
+        return (k.stride(0), k.stride(1), k.stride(2)), (v.stride(0), v.stride(1), v.stride(2)), \
+            k.shape[0], k.shape[2]
+    return (k.stride(0), k.stride(1), 0), (v.stride(0), v.stride(1), 0), 0, 1
+
+
 def row_split_count(programs, sm_count):
     """Programs per CSR row: few rows (a long request without prefix) would leave SMs idle."""
     return max(1, min(MAX_ROW_SPLITS, triton.cdiv(PROGRAMS_PER_SM * sm_count, max(programs, 1))))
@@ -373,14 +339,7 @@ def sparse_prefill_kv_outer(q, k, v, k_scale, v_scale, k_global, v_global, row_p
     o_part = torch.empty(chunk * topk * hq * d, dtype=part_dt, device=q.device)
     l_part = torch.empty(chunk * topk * hq, dtype=torch.float32, device=q.device)
     t_part = torch.empty(chunk * topk * hq if write_tlse else 1, dtype=torch.float32, device=q.device)
-    if paged:
-        strides_k = (k.stride(0), k.stride(1), k.stride(2))
-        strides_v = (v.stride(0), v.stride(1), v.stride(2))
-        num_pages, page_size = k.shape[0], k.shape[2]
-    else:
-        strides_k = (k.stride(0), k.stride(1), 0)
-        strides_v = (v.stride(0), v.stride(1), 0)
-        num_pages, page_size = 0, 1
+    strides_k, strides_v, num_pages, page_size = kv_geometry(k, v, paged)
     scale_tiles_n = triton.cdiv(d // 16, 4)
     splits = row_split_count(total_rows * hkv * head_chunks, sm_count)
     for c0 in range(0, total_q, chunk):
