@@ -283,7 +283,9 @@ def kv_outer_config(nvfp4, arch_major=12, blk_kv=128):
     block_n = blk_kv if blk_kv in (64, 128) else 64
     if arch_major == 9:
         return 64, block_n, 4, 2
-    return 32, block_n, 8, 2
+    # Looping over key tiles (blocks over 128 keys) holds the online-softmax state too:
+    # without pipelining it fits SM12x's registers.
+    return 32, block_n, 8, (2 if block_n == blk_kv else 1)
 
 
 def kv_geometry(k, v, paged):
