@@ -9,6 +9,8 @@ PyTorch reference instead (announced once).
 import os
 import warnings
 
+import torch
+
 try:
     from ._ops import add_op_namespace_prefix, ops
 
@@ -22,6 +24,17 @@ except ImportError:
 
 
 _announced = False
+_cuda_properties = {}
+
+
+def cuda_properties(index=None):
+    """(compute-capability major, SM count) of CUDA device `index` (None = current), cached."""
+    if index is None:
+        index = torch.cuda.current_device()
+    if index not in _cuda_properties:
+        props = torch.cuda.get_device_properties(index)
+        _cuda_properties[index] = (props.major, props.multi_processor_count)
+    return _cuda_properties[index]
 
 
 def triton_interpret():

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch.library import triton_op, wrap_triton
 
-from ._backend import add_op_namespace_prefix, use_triton
+from ._backend import add_op_namespace_prefix, cuda_properties, use_triton
 from ._checks import FP8_DTYPES, HALF_DTYPES, check_float, check_int, check_int32_metadata, check_same_device, \
     check_shape, check_tensor
 from .reference.attention import default_scale
@@ -30,8 +30,6 @@ _INTERPRETER_ARCH = 12  # the interpreter runs the SM12x tile config
 WAVES = 4  # split until the grid holds ~WAVES programs per SM: enough loads in flight to hide latency
 CONFIG_ENV = "MSA_DECODE_CONFIG"  # e.g. "splits=8,block_n=128,warps=4,stages=3" (benchmark sweeps)
 _CONFIG_KEYS = ("splits", "block_n", "warps", "stages", "waves")
-_sm_counts = {}
-_arch_majors = {}
 
 
 class LaunchConfig(NamedTuple):
@@ -60,10 +58,7 @@ def config_override():
 def _arch_major(device):
     if device.type != "cuda":
         return _INTERPRETER_ARCH
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _arch_majors:
-        _arch_majors[index] = torch.cuda.get_device_capability(index)[0]
-    return _arch_majors[index]
+    return cuda_properties(device.index)[0]
 
 
 def launch_config(device, group, blk_kv, kv_fp8, override=None):
@@ -86,10 +81,7 @@ def split_work(topk, max_seqlen_k, blk_kv, block_n):
 def _sm_count(device):
     if device.type != "cuda":
         return _INTERPRETER_SM_COUNT
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _sm_counts:
-        _sm_counts[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _sm_counts[index]
+    return cuda_properties(device.index)[1]
 
 
 def out_dtype_for(q_dtype):

@@ -21,7 +21,7 @@ import math
 import torch
 from torch.library import triton_op, wrap_triton
 
-from ._backend import add_op_namespace_prefix, use_triton
+from ._backend import add_op_namespace_prefix, cuda_properties, use_triton
 from ._checks import (
     FP8_DTYPES,
     HALF_DTYPES,
@@ -45,16 +45,10 @@ from .triton_kernels import indexer as kernels
 
 SCORER_MIN_BLOCK = 16  # the block scorer's tile walk: powers of two >= 16
 
-_sm_counts = {}
-
-
 def _num_sms(device):
     if device.type != "cuda":
         return 1
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _sm_counts:
-        _sm_counts[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _sm_counts[index]
+    return cuda_properties(device.index)[1]
 
 
 @triton_op(add_op_namespace_prefix("decode_index_block_scores"), mutates_args=())

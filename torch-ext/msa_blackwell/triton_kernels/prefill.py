@@ -19,10 +19,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .._backend import add_op_namespace_prefix
+from .._backend import add_op_namespace_prefix, cuda_properties
 from .gate import GateCase
 from .kv_tiles import _key_offsets, _kv_tile, _request_extent, _softmax_step
-from .prefill_kv_outer import DTYPE_PAIRS, _TRITON_TYPES, chunk_count, kv_geometry, sparse_prefill_kv_outer
+from .prefill_kv_outer import DTYPE_PAIRS, _TRITON_TYPES, chunk_queries, kv_geometry, sparse_prefill_kv_outer
 
 TOPK_MAX = 64  # the selection vector each program loads to count its visible blocks
 INVERT_ROWS = 16
@@ -181,37 +181,25 @@ def prefill_config(block_m, nvfp4, arch_major=12, blk_kv=128):
     return 32, 4, 1
 
 
-_ARCH_MAJOR = {}
-
-
 def arch_major(device):
-    """Compute-capability major of a CUDA device (12 = the SM12x target, also for the interpreter).
+    """Compute-capability major of the device (12 = the SM12x target, also for the interpreter).
 
-    Under torch.compile the launcher may be traced with meta tensors: they stand for the
-    current CUDA device, so the compiled graph picks the same config as eager.
+    Meta tensors (torch.compile tracing) stand for the current CUDA device, so the compiled
+    graph picks the same config as eager.
     """
     if device.type == "cpu" or not torch.cuda.is_available():
         return 12
-    index = device.index if device.type == "cuda" and device.index is not None else torch.cuda.current_device()
-    if index not in _ARCH_MAJOR:
-        _ARCH_MAJOR[index] = torch.cuda.get_device_capability(index)[0]
-    return _ARCH_MAJOR[index]
-
-
-_SM_COUNT = {}
+    return cuda_properties(device.index if device.type == "cuda" else None)[0]
 
 
 def sm_count(device):
-    """Streaming multiprocessors of the device (meta tensors stand for the current CUDA device).
+    """Streaming multiprocessors of the device (meta tensors: the current CUDA device).
 
     The CPU interpreter reports 8, so that the tests' small shapes exercise split CSR rows.
     """
     if device.type == "cpu" or not torch.cuda.is_available():
         return 8
-    index = device.index if device.type == "cuda" and device.index is not None else torch.cuda.current_device()
-    if index not in _SM_COUNT:
-        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _SM_COUNT[index]
+    return cuda_properties(device.index if device.type == "cuda" else None)[1]
 
 
 def csr_row_map(cu_seqlens_k, blk_kv, max_seqlen_k, total_rows):
@@ -320,14 +308,14 @@ def sparse_prefill_fwd(
     row_req, row_blk = csr_row_map(cu_k, blk_kv, max_seqlen_k, total_rows)
     q2k = invert_k2q(row_ptr, q_idx, qsplit if has_qsplit else None, row_req, row_blk, cu_q,
                      total_q, topk)
-    chunks = chunk_count(total_q, hq, d, topk, out.dtype, partial_fp32, write_tlse)
-    if prefill_kernel_choice(total_q * topk, total_rows, chunks) == "kv_outer":
+    chunk = chunk_queries(total_q, hq, d, topk, out.dtype, partial_fp32, write_tlse)
+    if prefill_kernel_choice(total_q * topk, total_rows, triton.cdiv(total_q, chunk)) == "kv_outer":
         if total_rows > 0 and q_idx.shape[1] > 0:
             sparse_prefill_kv_outer(
                 q, k, v, k_scale, v_scale, k_global, v_global, row_ptr, q_idx, q2k, row_req, row_blk,
                 cu_q, cu_k, seqused_k, page_table, out, lse, tlse, topk, blk_kv, causal,
                 softmax_scale, lse_temperature_scale, has_seqused, paged, nvfp4, write_tlse,
-                partial_fp32, arch_major(q.device), sm_count(q.device))
+                partial_fp32, chunk, arch_major(q.device), sm_count(q.device))
         else:
             out.zero_()
             lse.fill_(float("-inf"))

@@ -307,37 +307,33 @@ def tile_heads(g, block_m):
     return heads, triton.cdiv(g, heads)
 
 
-def chunk_queries(total_q, hq, d, topk, out_elt, part_elt, write_tlse):
+def partial_dtype_for(out_dtype, partial_fp32):
+    """FP32 when asked for; otherwise 16 bits in the output's own format (FP16 keeps FP16's mantissa)."""
+    return torch.float32 if partial_fp32 else out_dtype
+
+
+def chunk_queries(total_q, hq, d, topk, out_dtype, partial_fp32, write_tlse):
     """Queries per chunk so the partials stay within PARTIAL_BUDGET x the output bytes."""
-    out_bytes = hq * d * out_elt
+    out_bytes = hq * d * out_dtype.itemsize
+    part_elt = partial_dtype_for(out_dtype, partial_fp32).itemsize
     part_bytes = topk * hq * (d * part_elt + 4 + (4 if write_tlse else 0))
     return max(1, min(total_q, int(PARTIAL_BUDGET * out_bytes * total_q) // part_bytes))
-
-
-def chunk_count(total_q, hq, d, topk, out_dtype, partial_fp32, write_tlse):
-    part_dt = partial_dtype_for(out_dtype, torch.float32 if partial_fp32 else None)
-    chunk = chunk_queries(total_q, hq, d, topk, out_dtype.itemsize, part_dt.itemsize, write_tlse)
-    return triton.cdiv(total_q, chunk)
-
-
-def partial_dtype_for(out_dtype, partial_dtype):
-    """FP32 when asked for; otherwise 16 bits in the output's own format (FP16 keeps FP16's mantissa)."""
-    return torch.float32 if partial_dtype == torch.float32 else out_dtype
 
 
 def sparse_prefill_kv_outer(q, k, v, k_scale, v_scale, k_global, v_global, row_ptr, q_idx, q2k,
                             row_req, row_blk, cu_q, cu_k, seqused_k, page_table, out, lse, tlse,
                             topk, blk_kv, causal, softmax_scale, lse_temperature_scale,
-                            has_seqused, paged, nvfp4, write_tlse, partial_fp32, arch_major, sm_count):
-    """Runs the partial + combine kernels chunk by chunk; q2k is the (unsorted) inverted CSR."""
+                            has_seqused, paged, nvfp4, write_tlse, partial_fp32, chunk, arch_major,
+                            sm_count):
+    """Runs the partial + combine kernels `chunk` queries at a time (see chunk_queries); q2k is
+    the (unsorted) inverted CSR."""
     total_q, hq, d = q.shape
     hkv, total_rows = row_ptr.shape[0], row_ptr.shape[1] - 1
     g = hq // hkv
     block_m, block_n, num_warps, num_stages = kv_outer_config(nvfp4, arch_major, blk_kv)
     heads, head_chunks = tile_heads(g, block_m)
     c_heads, c_chunks = tile_heads(g, 64)
-    part_dt = partial_dtype_for(out.dtype, torch.float32 if partial_fp32 else None)
-    chunk = chunk_queries(total_q, hq, d, topk, out.element_size(), part_dt.itemsize, write_tlse)
+    part_dt = partial_dtype_for(out.dtype, partial_fp32)
     o_part = torch.empty(chunk * topk * hq * d, dtype=part_dt, device=q.device)
     l_part = torch.empty(chunk * topk * hq, dtype=torch.float32, device=q.device)
     t_part = torch.empty(chunk * topk * hq if write_tlse else 1, dtype=torch.float32, device=q.device)
