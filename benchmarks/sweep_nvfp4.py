@@ -24,7 +24,7 @@ ENV = kernels.ENV_OVERRIDE
 
 
 def bench_us(fn):
-    return roofline.time_us(fn, warmup=10, rep=60)
+    return roofline.graph_time_us([fn], warmup=10, rep=60)
 
 
 def with_config(text, fn):

@@ -8,15 +8,21 @@ against the references (the reference-vs-reference cross-checks stay on the CPU 
 
 Examples per test: MSA_FUZZ_EXAMPLES, else 500 on CUDA and 10 on the CPU. CPU runs are
 derandomized so CI is reproducible (MSA_FUZZ_RANDOM=1 explores new examples). Not marked
-`triton`: the interpreter is far too slow for fuzzing.
+`triton`: the interpreter is far too slow for fuzzing. With MSA_FUZZ_COUNTS=DIR each process
+writes how many examples every test ran to DIR/fuzz-<pid>.json (tools/gpu_validate.py's fuzz
+step sums them, so the report shows the count rather than the setting).
 """
+import collections
+import functools
 import importlib
+import json
 import math
 import os
 from types import SimpleNamespace
 
 import torch
 from _pkg import HAS_CUDA, msa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_csr import brute_csr
@@ -47,6 +53,28 @@ DEV = "cuda" if HAS_CUDA else "cpu"
 FP8 = torch.float8_e4m3fn
 HALF = [torch.float16, torch.bfloat16]
 EXAMPLES = int(os.environ.get("MSA_FUZZ_EXAMPLES", "500" if HAS_CUDA else "10"))
+EXAMPLES_RUN = collections.Counter()
+
+
+def counted(test):
+    """Count the examples hypothesis feeds `test` (shrinking replays of a failure included)."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        EXAMPLES_RUN[test.__name__] += 1
+        return test(*args, **kwargs)
+    return run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def write_example_counts():
+    yield
+    out_dir = os.environ.get("MSA_FUZZ_COUNTS")
+    if out_dir and EXAMPLES_RUN:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, f"fuzz-{os.getpid()}.json"), "w") as f:
+            json.dump(dict(EXAMPLES_RUN), f)
+
+
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -172,6 +200,7 @@ def prefill_cases(draw):
 
 @FUZZ
 @given(prefill_cases())
+@counted
 def test_fuzz_sparse_atten_func(p):
     """sparse_atten_func / sparse_atten_nvfp4_kv_func: dense and paged, ragged, holes, duplicates,
     out-of-range ids and queries, empty requests, FP16/BF16/FP8/NVFP4, vs attention from q2k."""
@@ -296,6 +325,7 @@ def decode_via_prefill(case, causal):
 
 @FUZZ
 @given(decode_cases())
+@counted
 def test_fuzz_sparse_decode_atten_func(p):
     """sparse_decode_atten_func and its plan/run wrapper: sparse and dense, seqlen_q 1..4, FP8 with
     scales, vs the decode reference and vs the same work done by the prefill path."""
@@ -370,6 +400,7 @@ def slot_case_as_paged(case):
 
 @FUZZ
 @given(slot_cases())
+@counted
 def test_fuzz_flash_decode_with_gqa_share_sparse(p):
     """Token-slot sparse decode with an optional sink vs the reference, and vs the paged decode
     of the same cache with the sink folded in (out * exp(lse - logaddexp(lse, sink logit)))."""
@@ -428,6 +459,7 @@ def indexer_cases(draw):
 
 @FUZZ
 @given(indexer_cases())
+@counted
 def test_fuzz_flash_decode_with_topk_idx(p):
     """Decode indexer: the selection vs torch.topk on the block-max scores (forced blocks first,
     ties as score multisets), and the index value vs per-head token-slot attention."""
@@ -481,6 +513,7 @@ def topk_select_cases(draw):
 
 @FUZZ
 @given(topk_select_cases())
+@counted
 def test_fuzz_sparse_topk_select(p):
     """sparse_topk_select vs a brute-force transcription of CONTRACT §4 (exact, ties to the lower id)."""
     gen = torch.Generator().manual_seed(p.seed)
@@ -512,6 +545,7 @@ def topk_scores_cases(draw):
 
 @FUZZ
 @given(topk_scores_cases())
+@counted
 def test_fuzz_native_topk_from_scores(p):
     """native_topk_from_scores vs brute force: descending, ties to the lower id, -1 padded."""
     gen = torch.Generator().manual_seed(p.seed)
@@ -536,6 +570,7 @@ def csr_cases(draw):
 
 @FUZZ
 @given(csr_cases())
+@counted
 def test_fuzz_build_k2q_csr(p):
     """build_k2q_csr (and the builder class) vs a brute-force transcription of CONTRACT §2.2, with
     holes, out-of-range and duplicate ids, empty requests and every total_rows choice."""
@@ -583,6 +618,7 @@ def fp4_cases(draw):
 
 @FUZZ
 @given(fp4_cases())
+@counted
 def test_fuzz_fp4_indexer_block_scores(p):
     """fp4_indexer_block_scores vs the reference, both scale layouts agreeing, and the same scores
     from fmha_sm12x's max_score over the dequantized operands (exact in BF16)."""
@@ -642,6 +678,7 @@ def to_pages(k, plan, kv_indices, num_pages):
 
 @FUZZ
 @given(fmha_cases())
+@counted
 def test_fuzz_fmha_sm12x_max_score(p):
     """fmha_sm12x proxy max_score (output_o=False): dense and paged plans of the same keys agree,
     and both match the reference (FP8 with scalar scales too)."""
@@ -700,6 +737,7 @@ def nvfp4_input(p):
 
 @FUZZ
 @given(nvfp4_cases())
+@counted
 def test_fuzz_nvfp4_quantize_dequantize(p):
     """NVFP4 quantize/dequantize: bit-exact vs the reference recipe, plus the contract's properties:
     global = finite amax / 2688, NaN -> code 0 (dequantizes to 0), sign bit kept, +-Inf saturate,
@@ -746,6 +784,7 @@ def test_fuzz_nvfp4_quantize_dequantize(p):
 
 @FUZZ
 @given(st.integers(0, 300), st.integers(0, 13), st.booleans(), SEEDS)
+@counted
 def test_fuzz_nvfp4_scale_swizzle(rows, cols, as_fp8, seed):
     """swizzle_nvfp4_scale_to_128x4 puts scale (r, c) at the CONTRACT §2.4 offset, pads with 0,
     and unswizzle_nvfp4_scale_from_128x4 inverts it."""

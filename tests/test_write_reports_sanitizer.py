@@ -83,3 +83,27 @@ def test_validation_md_renders_sanitizer_rows():
             "compute-sanitizer not found |") in lines
     # a run without sanitizer records gets no section
     assert "### compute-sanitizer" not in write_reports.validation_md([dict(run, sanitizer=[])])
+
+
+def test_fuzz_step_counts_examples_per_function(tmp_path):
+    # The real tests/test_fuzz.py on the CPU with 2 examples each: the counts come from the tests,
+    # not from the setting.
+    env = dict(os.environ, MSA_FUZZ_RANDOM="0")
+    rec, fuzz = gpu_validate.fuzz(tmp_path, env, examples=2, workers=1, timeout=600)
+    assert rec["rc"] == 0, (tmp_path / "fuzz.log").read_text()[-2000:]
+    assert fuzz["examples_required"] == 2 and fuzz["tests"]["failures"] == 0
+    assert len(fuzz["examples_run"]) == fuzz["tests"]["tests"] >= 11
+    assert all(n == 2 for n in fuzz["examples_run"].values()), fuzz["examples_run"]
+
+
+def test_validation_md_renders_fuzz_rows():
+    fuzz = {"examples_required": 500, "tests": {"tests": 2, "passed": 1, "failures": 1, "errors": 0, "skipped": 0,
+                                                "failed_cases": ["tests.test_fuzz::test_fuzz_b"]},
+            "examples_run": {"test_fuzz_a": 500, "test_fuzz_b": 731, "test_fuzz_c": 120}}
+    run = {"environment": ENV, "steps": [], "tests": {}, "benchmarks": {}, "fuzz": fuzz}
+    assert write_reports.fuzz_rows(run) == [("a", 500, 500, "pass"), ("b", 731, 500, "FAIL"),
+                                           ("c", 120, 500, "FAIL")]
+    lines = write_reports.validation_md([run]).splitlines()
+    assert "### Property-based fuzzing (hypothesis)" in lines
+    assert "| `a` | 500 | >= 500 | pass |" in lines
+    assert "### Property-based fuzzing (hypothesis)" not in write_reports.validation_md([dict(run, fuzz={})])

@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
 """The GPU path: build for this card, load through `kernels`, run the GPU tests and benchmarks.
 
-    python3 tools/gpu_validate.py [--steps build,load,tests,sanitize,bench] [--bench decode prefill ...]
+    python3 tools/gpu_validate.py [--steps build,load,tests,fuzz,sanitize,bench] [--bench decode prefill ...]
                                   [--pytest "-k decode"] [--out DIR]
 
 Writes DIR/validation.json (card, versions, date, per-step verdicts, test counts,
-benchmark records) and DIR/*.log. The opt-in `sanitize` step runs the `sanitize`-marked tests
-under compute-sanitizer (memcheck, racecheck) and records {tool, errors, rc} per tool under
-"sanitizer". `tools/write_reports.py` turns the JSON into
+benchmark records) and DIR/*.log. The `tests` step runs the fuzz tests with few examples
+(MSA_FUZZ_EXAMPLES, default 25); the opt-in `fuzz` step runs tests/test_fuzz.py with
+--fuzz-examples per function (500), spread over pytest-xdist workers when xdist is
+installed, and records how many examples each function actually ran. The opt-in `sanitize`
+step runs the `sanitize`-marked tests under compute-sanitizer (memcheck, racecheck) and records
+{tool, errors, rc} per tool under "sanitizer". `tools/write_reports.py` turns the JSON into
 VALIDATION.md and benchmarks/RESULTS.md. Carry the `kernels` wheel where the
 machine has no `kernels` package (see README).
 """
 import argparse
+import collections
 import datetime
+import importlib.util
 import json
 import os
 import re
@@ -20,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -167,6 +173,23 @@ def sanitize(binary, tools, out, env, timeout):
     return records
 
 
+def fuzz(out, env, examples, workers, timeout):
+    """tests/test_fuzz.py with `examples` per function: the step record and the per-function counts."""
+    counts_dir = Path(tempfile.mkdtemp(prefix="msa_fuzz_counts_"))  # outside DIR: few files come back
+    xml = out / "fuzz.xml"
+    env = dict(env, MSA_FUZZ_EXAMPLES=str(examples), MSA_FUZZ_COUNTS=str(counts_dir))
+    cmd = [sys.executable, "-m", "pytest", "tests/test_fuzz.py", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}"]
+    if workers > 1 and importlib.util.find_spec("xdist") is not None:
+        cmd += ["-n", str(workers)]
+    rec = step("fuzz", cmd, out, env, timeout)
+    counts = collections.Counter()
+    for path in counts_dir.glob("fuzz-*.json"):
+        counts.update(json.loads(path.read_text()))
+    shutil.rmtree(counts_dir, ignore_errors=True)
+    return rec, {"examples_required": examples, "examples_run": dict(sorted(counts.items())),
+                 "command": " ".join(cmd), "tests": junit_counts(xml)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", default="build,load,tests,bench")
@@ -177,6 +200,10 @@ def main():
     # Both tools together stay inside one 10-minute device command.
     ap.add_argument("--sanitize-timeout", type=int, default=270, help="seconds per compute-sanitizer tool")
     ap.add_argument("--sanitize-tools", default=",".join(SANITIZER_TOOLS))
+    ap.add_argument("--fuzz-examples", type=int, default=500, help="hypothesis examples per fuzz test (fuzz step)")
+    ap.add_argument("--fuzz-workers", type=int, default=min(11, os.cpu_count() or 1),
+                    help="pytest-xdist workers of the fuzz step (one per fuzz test at most)")
+    ap.add_argument("--fuzz-timeout", type=int, default=540)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,11 +220,16 @@ def main():
         report["steps"].append(load_check(build))
     if "tests" in steps:
         env = dict(os.environ, MSA_BLACKWELL_BUILD=str(build), HF_HUB_OFFLINE="1")
+        env.setdefault("MSA_FUZZ_EXAMPLES", "25")  # the fuzz step runs the full count
         xml = out / "pytest.xml"
         cmd = [sys.executable, "-m", "pytest", "-q", f"--junitxml={xml}", "-p", "no:cacheprovider",
                *args.pytest.split()]
         report["steps"].append(step("tests", cmd, out, env))
         report["tests"] = junit_counts(xml)
+    if "fuzz" in steps:
+        env = dict(os.environ, MSA_BLACKWELL_BUILD=str(build), HF_HUB_OFFLINE="1")
+        rec, report["fuzz"] = fuzz(out, env, args.fuzz_examples, args.fuzz_workers, args.fuzz_timeout)
+        report["steps"].append(rec)
     if "sanitize" in steps:
         env = dict(os.environ, MSA_BLACKWELL_BUILD=str(build), HF_HUB_OFFLINE="1")
         report["sanitizer"] = sanitize(find_sanitizer(), args.sanitize_tools.split(","), out, env,
@@ -218,7 +250,8 @@ def main():
                 (out / f"{name}.json").write_text(result.read_text())
     (out / "validation.json").write_text(json.dumps(report, indent=1))
     print("== summary:", json.dumps({"steps": report["steps"], "tests": report["tests"],
-                                     "sanitizer": report.get("sanitizer", [])}, indent=1))
+                                     "sanitizer": report.get("sanitizer", []),
+                                     "fuzz": report.get("fuzz", {}).get("examples_run")}, indent=1))
 
 
 if __name__ == "__main__":
