@@ -117,30 +117,6 @@ def test_split_path_matches_reference():
 @pytest.mark.sanitize
 @pytest.mark.triton
 @needs_triton
-@pytest.mark.parametrize("splits", [2, 3, 8])
-@pytest.mark.parametrize("fused", [1, 0])
-def test_split_merge_in_kernel_and_separate(monkeypatch, splits, fused):
-    # fused=1: the last split of each (row, head block) merges in-kernel through the tickets;
-    # fused=0: split_merge_kernel. Both match the reference, and the wrapper's tickets are back
-    # at zero after every run, so a second run (or graph replay) merges again.
-    monkeypatch.setenv(decode.CONFIG_ENV, f"splits={splits},fused={fused}")
-    case = make_case(lens=[64 * 7 + 5, 64 * 3], seqlen_q=2, hq=8, hkv=2, d=64, blk=64, topk=8, dtype=TRITON_HALF,
-                     device=TRITON_DEVICE, seed=splits)
-    want = reference_of(case)
-    assert_close_half(*run_case(case), *want)
-    wrapper = decode.SparseDecodePagedAttentionWrapper(blk_kv=64)
-    wrapper.plan(page_table=case["page_table"], seqused_k=case["seqused_k"], seqlen_q=2, max_seqlen_k=64 * 7 + 5,
-                 q2k_indices=case["q2k_indices"], num_qo_heads=8, num_kv_heads=2, head_dim=64)
-    assert wrapper.num_splits == splits and (wrapper.split_tickets is not None) == bool(fused)
-    for _ in range(2):
-        assert_close_half(*wrapper.run(case["q"], case["k"], case["v"], return_softmax_lse=True), *want)
-        if fused:
-            assert not wrapper.split_tickets.any()
-
-
-@pytest.mark.sanitize
-@pytest.mark.triton
-@needs_triton
 def test_bad_page_table_entries_are_skipped():
     case = make_case(lens=[130], seqlen_q=1, hq=2, hkv=1, d=64, blk=64, topk=3, dtype=TRITON_HALF,
                      device=TRITON_DEVICE, seed=9)
@@ -163,8 +139,7 @@ def test_wrapper_plan_run_and_in_place_updates(fixed_split_size):
                  q2k_indices=case["q2k_indices"], num_qo_heads=4, num_kv_heads=2, head_dim=64,
                  fixed_split_size=fixed_split_size)
     if fixed_split_size == 1:
-        # partials (3 splits x 2 rows x 4 heads x (64 + 1) fp32) + one int32 ticket per (row, KV head)
-        assert wrapper.num_splits == 3 and wrapper.workspace_bytes == 3 * 2 * 4 * 65 * 4 + 2 * 2 * 4
+        assert wrapper.num_splits == 3 and wrapper.workspace_bytes == 3 * 2 * 4 * 65 * 4
     out = torch.empty_like(case["q"])
     lse = torch.empty(2, 4, dtype=torch.float32, device=case["q"].device)
     got = wrapper.run(case["q"], case["k"], case["v"], out=out, lse=lse, return_softmax_lse=True)

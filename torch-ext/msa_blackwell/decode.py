@@ -21,15 +21,18 @@ from .reference.decode import sparse_decode_reference
 from .triton_kernels import decode as kernels
 
 LOG2E = 1.4426950408889634
-MAX_SPLITS = 64  # = triton_kernels.decode.MAX_SPLITS_P2
+MAX_SPLITS = 64
 MAX_TOPK = kernels.TOPK_P2
 SUPPORTED_HEAD_DIMS = (64, 128)
 SUPPORTED_BLK_KV = (64, 128, 256)
 _INTERPRETER_SM_COUNT = 8  # lets interpreter tests exercise the split path on small grids
 _INTERPRETER_ARCH = 12  # the interpreter runs the SM12x tile config
-WAVES = 4  # split until the grid holds ~WAVES programs per SM: enough loads in flight to hide latency
-CONFIG_ENV = "MSA_DECODE_CONFIG"  # e.g. "splits=8,block_n=128,warps=4,stages=3,fused=0" (benchmark sweeps)
-_CONFIG_KEYS = ("splits", "block_n", "warps", "stages", "waves", "fused")
+# Split until the grid holds ~WAVES programs per SM. 2 from the H200 sweep (sweep_decode.py,
+# benchmarks/results/sweeps): at B=64 (256 programs) no split ran 70 us against 90-94 us for the
+# 3 splits WAVES=4 chose; B=16 was fastest at 4 splits and B=1/4 at 16, which WAVES=2 gives.
+WAVES = 2
+CONFIG_ENV = "MSA_DECODE_CONFIG"  # e.g. "splits=8,block_n=128,warps=4,stages=3" (benchmark sweeps)
+_CONFIG_KEYS = ("splits", "block_n", "warps", "stages", "waves")
 
 
 class LaunchConfig(NamedTuple):
@@ -39,7 +42,7 @@ class LaunchConfig(NamedTuple):
 
 
 def config_override():
-    """Parse MSA_DECODE_CONFIG ("key=int,..." with keys splits, block_n, warps, stages, waves, fused)."""
+    """Parse MSA_DECODE_CONFIG ("key=int,..." with keys splits, block_n, warps, stages, waves)."""
     text = os.environ.get(CONFIG_ENV, "").strip()
     if not text:
         return {}
@@ -47,10 +50,8 @@ def config_override():
     for item in text.split(","):
         key, _, value = item.partition("=")
         key = key.strip()
-        valid = value.strip().isdigit() and (int(value) in (0, 1) if key == "fused" else int(value) >= 1)
-        if key not in _CONFIG_KEYS or not valid:
-            raise ValueError(f"{CONFIG_ENV}: bad item {item!r}; expected key=positive int (fused=0/1), "
-                             f"keys {_CONFIG_KEYS}")
+        if key not in _CONFIG_KEYS or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"{CONFIG_ENV}: bad item {item!r}; expected key=positive int, keys {_CONFIG_KEYS}")
         out[key] = int(value)
     if out.get("block_n", 64) not in (64, 128, 256):
         raise ValueError(f"{CONFIG_ENV}: block_n must be 64, 128 or 256")
@@ -118,45 +119,23 @@ def choose_num_splits(programs, work_items, sm_count, *, max_splits=MAX_SPLITS, 
     return max(1, math.ceil(work_items / per_split)) if work_items > 0 else 1
 
 
-def fused_merge_enabled(override=None):
-    """The in-kernel merge is the default; MSA_DECODE_CONFIG `fused=0` launches split_merge_kernel."""
-    override = config_override() if override is None else override
-    return override.get("fused", 1) == 1
-
-
-def split_workspace(num_splits, rows, num_heads_q, num_kv_heads, head_dim, kv_fp8, device, fused):
-    """(O_partial, LSE_partial, tickets) of a split launch (Nones when `num_splits` is 1); the
-    tickets (zeroed, one per (row, head block)) only when the merge is fused."""
+def workspace_bytes(num_splits, rows, num_heads_q, head_dim):
     if num_splits <= 1:
-        return None, None, None
-    o_partial = torch.empty(num_splits, rows, num_heads_q, head_dim, dtype=torch.float32, device=device)
-    lse_partial = torch.empty(num_splits, rows, num_heads_q, dtype=torch.float32, device=device)
-    tickets = None
-    if fused:
-        tickets = torch.zeros(rows * head_blocks(num_kv_heads, num_heads_q // num_kv_heads, kv_fp8),
-                              dtype=torch.int32, device=device)
-    return o_partial, lse_partial, tickets
+        return 0
+    return num_splits * rows * num_heads_q * (head_dim + 1) * 4
 
 
-def workspace_bytes(*tensors):
-    """Bytes of the split workspace tensors given (None entries count 0)."""
-    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
-
-@triton_op(add_op_namespace_prefix("sparse_decode_fwd"),
-           mutates_args={"out", "lse", "o_partial", "lse_partial", "split_tickets"})
+@triton_op(add_op_namespace_prefix("sparse_decode_fwd"), mutates_args={"out", "lse", "o_partial", "lse_partial"})
 def sparse_decode_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q2k_indices: Optional[torch.Tensor], seqused_k: torch.Tensor,
     table: torch.Tensor, req_rows: Optional[torch.Tensor], sink: Optional[torch.Tensor],
     k_scale: Optional[torch.Tensor], v_scale: Optional[torch.Tensor], out: torch.Tensor, lse: torch.Tensor,
-    o_partial: Optional[torch.Tensor], lse_partial: Optional[torch.Tensor], split_tickets: Optional[torch.Tensor],
+    o_partial: Optional[torch.Tensor], lse_partial: Optional[torch.Tensor],
     seqlen_q: int, blk_kv: int, causal: bool, softmax_scale: float, num_splits: int,
     block_n: int, num_warps: int, num_stages: int,
 ) -> None:
     """Launch: `req_rows is None` selects the paged layout (`table` = page_table), else the
-    token-slot layout (`table` = req_to_token, `req_rows` = slot_ids as int32). A split launch
-    with `split_tickets` (zeroed int32, one per (row, head block); left zeroed) merges in-kernel,
-    without it through split_merge_kernel."""
+    token-slot layout (`table` = req_to_token, `req_rows` = slot_ids as int32)."""
     rows, num_heads_q, head_dim = q.shape
     paged = req_rows is None
     num_kv_heads = k.shape[1]
@@ -164,7 +143,6 @@ def sparse_decode_fwd(
     kv_fp8 = k.dtype in FP8_DTYPES
     block_g = kernels.block_g_for(group, kv_fp8)
     split = num_splits > 1
-    fused = split and split_tickets is not None
     qk_scale_log2 = softmax_scale * LOG2E
     if paged:
         k_strides = (k.stride(0), k.stride(1), k.stride(2))
@@ -180,20 +158,17 @@ def sparse_decode_fwd(
         seqused_k if paged else req_rows,
         lse if sink is None else sink, lse if k_scale is None else k_scale, lse if v_scale is None else v_scale,
         out, lse, o_partial if split else lse, lse_partial if split else lse,
-        split_tickets if fused else seqused_k,
         qk_scale_log2,
         rows, seqlen_q, num_heads_q, group, topk, blk_kv, num_splits,
         k.shape[0], table.shape[1], table.shape[0],
         q.stride(0), q.stride(1),
         *k_strides, *v_strides, *idx_strides,
         table.stride(0),
-        int(causal), int(sink is not None and (fused or not split)), int(k_scale is not None),
-        int(v_scale is not None),
+        int(causal), int(sink is not None and not split), int(k_scale is not None), int(v_scale is not None),
         HEAD_DIM=head_dim, BLOCK_G=block_g, BLOCK_N=block_n, TOPK_P2=kernels.TOPK_P2,
-        PAGED=paged, SPARSE=q2k_indices is not None, FUSED_MERGE=fused,
-        MERGE_S=kernels.merge_splits_per_step(block_g, head_dim), num_warps=num_warps, num_stages=num_stages,
+        PAGED=paged, SPARSE=q2k_indices is not None, num_warps=num_warps, num_stages=num_stages,
     )
-    if split and not fused:
+    if split:
         wrap_triton(kernels.split_merge_kernel)[(rows, num_heads_q)](
             o_partial, lse_partial, q, lse if sink is None else sink, out, lse,
             qk_scale_log2, rows, num_heads_q, num_splits, q.stride(0), q.stride(1), int(sink is not None),
@@ -279,7 +254,7 @@ def check_partials(o_partial, lse_partial, rows, num_heads_q, head_dim, device):
     check_shape("LSE_partial", lse_partial, (o_partial.shape[0], rows, num_heads_q))
     if o_partial.shape[0] < 1:
         raise ValueError("O_partial must hold at least one split")
-    return min(o_partial.shape[0], MAX_SPLITS)  # the in-kernel merge reads at most MAX_SPLITS
+    return o_partial.shape[0]
 
 
 def _finish(out, lse, return_softmax_lse):
@@ -353,14 +328,12 @@ def sparse_decode_atten_func(q, k, v, q2k_indices=None, *, page_table, seqused_k
     programs = rows * head_blocks(num_kv_heads, num_heads_q // num_kv_heads, k.dtype in FP8_DTYPES)
     num_splits = choose_num_splits(programs, work,
                                    _sm_count(q.device), max_splits=max_splits or MAX_SPLITS, override=override)
-    kv_fp8 = k.dtype in FP8_DTYPES
-    fused = fused_merge_enabled(override)
-    o_partial, lse_partial, tickets = split_workspace(num_splits, rows, num_heads_q, num_kv_heads, head_dim, kv_fp8,
-                                                      q.device, fused)
-    if num_splits > 1 and O_partial is not None:
-        o_partial, lse_partial = O_partial, LSE_partial
+    if num_splits > 1 and O_partial is None:
+        O_partial = torch.empty(num_splits, rows, num_heads_q, head_dim, dtype=torch.float32, device=q.device)
+        LSE_partial = torch.empty(num_splits, rows, num_heads_q, dtype=torch.float32, device=q.device)
     sparse_decode_fwd(q, k, v, q2k_indices, seqused_k, page_table, None, None, k_scale, v_scale, out, lse,
-                      o_partial, lse_partial, tickets, seqlen_q, blk_kv, bool(causal), scale, num_splits, *cfg)
+                      O_partial if num_splits > 1 else None, LSE_partial if num_splits > 1 else None,
+                      seqlen_q, blk_kv, bool(causal), scale, num_splits, *cfg)
     return _finish(out, lse, return_softmax_lse)
 
 
@@ -424,7 +397,7 @@ class SparseDecodePagedAttentionWrapper:
         self.num_kv_heads = num_kv_heads
         self._split_options = (max_grid_size, fixed_split_size, bool(disable_split_kv))
         self.num_splits = None
-        self.o_partial = self.lse_partial = self.split_tickets = self.lse_buffer = None
+        self.o_partial = self.lse_partial = self.lse_buffer = None
         self._planned = True
         if num_qo_heads is not None and num_kv_heads is not None:
             self._allocate(num_qo_heads, num_kv_heads, device)
@@ -452,16 +425,16 @@ class SparseDecodePagedAttentionWrapper:
             splits = max(1, min(splits, max_grid_size // max(programs, 1)))
         self.num_qo_heads, self.num_kv_heads, self.num_splits = num_qo_heads, num_kv_heads, splits
         self.lse_buffer = torch.empty(self.rows, num_qo_heads, dtype=torch.float32, device=device)
-        # The KV dtype is known at run: FP8 K/V may use smaller head blocks, so size the tickets for it.
-        self.o_partial, self.lse_partial, self.split_tickets = split_workspace(
-            splits, self.rows, num_qo_heads, num_kv_heads, self.head_dim, True, device,
-            fused_merge_enabled(override))
+        if splits > 1:
+            self.o_partial = torch.empty(splits, self.rows, num_qo_heads, self.head_dim, dtype=torch.float32,
+                                         device=device)
+            self.lse_partial = torch.empty(splits, self.rows, num_qo_heads, dtype=torch.float32, device=device)
 
     @property
     def workspace_bytes(self):
         if not self._planned or self.num_splits is None:
             return 0
-        return workspace_bytes(self.o_partial, self.lse_partial, self.split_tickets)
+        return workspace_bytes(self.num_splits, self.rows, self.num_qo_heads, self.head_dim)
 
     def run(self, q, k, v, *, softmax_scale=None, return_softmax_lse=False, out=None, lse=None,
             k_scale=None, v_scale=None):
@@ -504,8 +477,7 @@ class SparseDecodePagedAttentionWrapper:
         lse = self.lse_buffer if lse is None else lse
         if rows:
             sparse_decode_fwd(q, k, v, self.q2k_indices, self.seqused_k, self.page_table, None, None, k_scale,
-                              v_scale, out, lse, self.o_partial, self.lse_partial, self.split_tickets,
-                              self.seqlen_q, self.blk_kv,
+                              v_scale, out, lse, self.o_partial, self.lse_partial, self.seqlen_q, self.blk_kv,
                               self.causal, scale, self.num_splits,
                               *self.configs[k.dtype in FP8_DTYPES])
         return _finish(out, lse, return_softmax_lse)

@@ -26,13 +26,11 @@ from .decode import (
     check_kv_dtype,
     check_selection,
     choose_num_splits,
-    fused_merge_enabled,
     head_blocks,
     launch_config,
     out_dtype_for,
     sparse_decode_fwd,
     split_work,
-    split_workspace,
 )
 from .reference.attention import default_scale
 from .reference.decode import token_slot_decode_reference
@@ -92,13 +90,14 @@ def token_slot_decode(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_id
                       cfg.block_n)
     num_splits = choose_num_splits(batch * head_blocks(num_kv_heads, num_heads_q // num_kv_heads), work,
                                    _sm_count(q.device), max_splits=MAX_SPLITS, override=override)
-    o_partial, lse_partial, tickets = split_workspace(num_splits, batch, num_heads_q, num_kv_heads, head_dim,
-                                                      k_cache.dtype in FP8_DTYPES, q.device,
-                                                      fused_merge_enabled(override))
+    o_partial = lse_partial = None
+    if num_splits > 1:
+        o_partial = torch.empty(num_splits, batch, num_heads_q, head_dim, dtype=torch.float32, device=q.device)
+        lse_partial = torch.empty(num_splits, batch, num_heads_q, dtype=torch.float32, device=q.device)
     sink32 = None if sink is None else sink.float().contiguous()
     sparse_decode_fwd(q, k_cache, v_cache, topk_idx, seq_lens.to(torch.int32), req_to_token,
                       slot_ids.to(torch.int32), sink32, k_scale, v_scale, out, lse, o_partial, lse_partial,
-                      tickets, 1, block_size, True, scale, num_splits, *cfg)
+                      1, block_size, True, scale, num_splits, *cfg)
     return (out, lse) if return_softmax_lse else out
 
 

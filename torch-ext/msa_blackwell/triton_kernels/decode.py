@@ -4,14 +4,6 @@ One program per (query row, KV head [, head chunk], split). The tile's M dimensi
 the G query heads of the KV-head group (padded to >= 16 rows for tl.dot), so each K/V
 tile is loaded once and used by every head of the group. Selections are deduplicated
 in-kernel (a slot whose id equals an earlier slot's id is skipped).
-
-Split launches write normalised fp32 partials. With FUSED_MERGE the split that finishes last
-for its (row, head block) merges them: each split takes a ticket from a per-(row, head block)
-counter after its partial stores (CTA barrier + acq_rel atomic at GPU scope, the pattern of a
-grid barrier), the holder of the last ticket reads every split's partials from L2 and writes the
-output, then zeroes the counter for the next call or graph replay. That saves the second
-launch and its tail (on an H200 the separate merge kernel cost 2.3 us at B=1 and 14 us at B=64).
-The separate `split_merge_kernel` remains for launches without a counter buffer.
 """
 import triton
 import triton.language as tl
@@ -20,9 +12,7 @@ from .gate import GateCase
 
 LN2 = tl.constexpr(0.6931471805599453)
 TOPK_P2 = 64  # selection vector width (topK <= 64)
-MAX_SPLITS_P2 = tl.constexpr(64)  # the launchers split at most 64 ways (decode.MAX_SPLITS)
-MERGE_BLOCK_S = 16  # splits merged per step by split_merge_kernel
-FUSED_MERGE_ELEMENTS = 64 * 128  # per step of the in-kernel merge: BLOCK_S * BLOCK_G * HEAD_DIM at D 128
+MERGE_BLOCK_S = 16  # splits merged per step
 
 
 
@@ -37,7 +27,7 @@ FP8_TO_FP16_ASM = tl.constexpr(
 def sparse_decode_kernel(
     q_ptr, k_ptr, v_ptr, idx_ptr, seqused_ptr, table_ptr, req_row_ptr,
     sink_ptr, k_scale_ptr, v_scale_ptr,
-    out_ptr, lse_ptr, o_part_ptr, lse_part_ptr, ticket_ptr,
+    out_ptr, lse_ptr, o_part_ptr, lse_part_ptr,
     qk_scale_log2,
     rows, seqlen_q, num_heads_q, group, topk, blk_kv, num_splits,
     cache_rows, table_cols, table_rows,
@@ -48,7 +38,7 @@ def sparse_decode_kernel(
     stride_table,
     causal, has_sink, has_k_scale, has_v_scale,
     HEAD_DIM: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, TOPK_P2: tl.constexpr,
-    PAGED: tl.constexpr, SPARSE: tl.constexpr, FUSED_MERGE: tl.constexpr, MERGE_S: tl.constexpr,
+    PAGED: tl.constexpr, SPARSE: tl.constexpr,
 ):
     row = tl.program_id(0)
     head_block = tl.program_id(1)
@@ -185,25 +175,7 @@ def sparse_decode_kernel(
     if has_v_scale:
         acc = acc * tl.load(v_scale_ptr)
     out_rows = (row.to(tl.int64) * num_heads_q + head)
-    finish = num_splits == 1
-    if num_splits > 1:
-        # Partials: normalised output and log2-domain LSE; the merge adds the sink.
-        l_safe = tl.where(l_i == 0.0, 1.0, l_i)
-        lse2 = tl.where(l_i == 0.0, float("-inf"), m_i + tl.log2(l_safe))
-        part_rows = split.to(tl.int64) * rows * num_heads_q + out_rows
-        tl.store(o_part_ptr + part_rows[:, None] * HEAD_DIM + offs_d[None, :], acc / l_safe[:, None],
-                 mask=g_ok[:, None])
-        tl.store(lse_part_ptr + part_rows, lse2, mask=g_ok)
-        if FUSED_MERGE:
-            tl.debug_barrier()  # every thread's partial stores come before the ticket
-            ticket_at = ticket_ptr + row * tl.num_programs(1) + head_block
-            ticket = tl.atomic_add(ticket_at, 1, sem="acq_rel", scope="gpu")
-            finish = ticket == num_splits - 1
-            if finish:
-                acc, l_i, m_i = _merge_partials(o_part_ptr, lse_part_ptr, out_rows, g_ok, rows * num_heads_q,
-                                                num_splits, HEAD_DIM, BLOCK_G, MERGE_S, MAX_SPLITS_P2)
-                tl.atomic_xchg(ticket_at, 0, sem="relaxed", scope="gpu")
-    if finish:
+    if num_splits == 1:
         if has_sink:
             sink = tl.load(sink_ptr + head[:, None] * HEAD_DIM + offs_d[None, :], mask=g_ok[:, None], other=0.0)
             sink_logit = tl.sum(q.to(tl.float32) * sink, axis=1) * qk_scale_log2
@@ -217,37 +189,14 @@ def sparse_decode_kernel(
         tl.store(out_ptr + out_rows[:, None] * HEAD_DIM + offs_d[None, :],
                  (acc / l_safe[:, None]).to(out_ptr.dtype.element_ty), mask=g_ok[:, None])
         tl.store(lse_ptr + out_rows, lse, mask=g_ok)
-
-
-@triton.jit
-def _merge_partials(o_part_ptr, lse_part_ptr, out_rows, g_ok, plane, num_splits,
-                    HEAD_DIM: tl.constexpr, BLOCK_G: tl.constexpr, MERGE_S: tl.constexpr,
-                    MAX_SPLITS_P2: tl.constexpr):
-    """(sum_s w_s * O_s, sum_s w_s, max_s lse_s) over the splits of one head group, with
-    w_s = 2^(lse_s - max): the unnormalised accumulator, denominator and log2 max the
-    single-pass epilogue takes. Every LSE is read first, so the O reads of different steps do
-    not wait on each other; loads skip L1 (other SMs wrote the partials)."""
-    offs_all = tl.arange(0, MAX_SPLITS_P2)
-    lse_all = tl.load(lse_part_ptr + offs_all.to(tl.int64)[:, None] * plane + out_rows[None, :],
-                      mask=(offs_all < num_splits)[:, None] & g_ok[None, :], other=float("-inf"),
-                      cache_modifier=".cg")
-    m = tl.max(lse_all, axis=0)
-    m_safe = tl.where(m == float("-inf"), 0.0, m)
-    denom = tl.sum(tl.exp2(lse_all - m_safe[None, :]), axis=0)
-    offs_s = tl.arange(0, MERGE_S)
-    offs_d = tl.arange(0, HEAD_DIM)
-    acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
-    for s0 in range(0, num_splits, MERGE_S):
-        s = s0 + offs_s
-        part = s.to(tl.int64)[:, None] * plane + out_rows[None, :]
-        ok = (s < num_splits)[:, None] & g_ok[None, :]
-        w = tl.exp2(tl.load(lse_part_ptr + part, mask=ok, other=float("-inf"), cache_modifier=".cg")
-                    - m_safe[None, :])
-        # every split stored its partial (0 where it saw no key), so the O load needs no LSE test
-        o_s = tl.load(o_part_ptr + part[:, :, None] * HEAD_DIM + offs_d[None, None, :], mask=ok[:, :, None],
-                      other=0.0, cache_modifier=".cg")
-        acc += tl.sum(w[:, :, None] * o_s, axis=0)
-    return acc, denom, m
+    else:
+        # Partials: normalised output and log2-domain LSE; the merge adds the sink.
+        l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+        lse2 = tl.where(l_i == 0.0, float("-inf"), m_i + tl.log2(l_safe))
+        part_rows = split.to(tl.int64) * rows * num_heads_q + out_rows
+        tl.store(o_part_ptr + part_rows[:, None] * HEAD_DIM + offs_d[None, :], acc / l_safe[:, None],
+                 mask=g_ok[:, None])
+        tl.store(lse_part_ptr + part_rows, lse2, mask=g_ok)
 
 
 @triton.jit
@@ -299,11 +248,6 @@ def block_g_for(group, kv_fp8=False):
     return min(max(16, triton.next_power_of_2(group)), 32 if kv_fp8 else 64)
 
 
-def merge_splits_per_step(block_g, head_dim):
-    """Splits the in-kernel merge loads at once: FUSED_MERGE_ELEMENTS fp32 values per step."""
-    return max(1, FUSED_MERGE_ELEMENTS // (block_g * head_dim))
-
-
 def num_warps_for(block_g):
     return 8 if block_g >= 32 else 4
 
@@ -329,14 +273,14 @@ def _decode_signature(q_t, kv_t, out_t):
         "q_ptr": "*" + q_t, "k_ptr": "*" + kv_t, "v_ptr": "*" + kv_t, "idx_ptr": "*i32", "seqused_ptr": "*i32",
         "table_ptr": "*i32", "req_row_ptr": "*i32", "sink_ptr": "*fp32", "k_scale_ptr": "*fp32",
         "v_scale_ptr": "*fp32", "out_ptr": "*" + out_t, "lse_ptr": "*fp32", "o_part_ptr": "*fp32",
-        "lse_part_ptr": "*fp32", "ticket_ptr": "*i32", "qk_scale_log2": "fp32",
+        "lse_part_ptr": "*fp32", "qk_scale_log2": "fp32",
     }
     for name in ("rows", "seqlen_q", "num_heads_q", "group", "topk", "blk_kv", "num_splits", "cache_rows",
                  "table_cols", "table_rows", "stride_qt", "stride_qh", "stride_kc", "stride_kh", "stride_kt",
                  "stride_vc", "stride_vh", "stride_vt", "stride_ih", "stride_it", "stride_table", "causal",
                  "has_sink", "has_k_scale", "has_v_scale"):
         sig[name] = "i32"
-    for name in ("HEAD_DIM", "BLOCK_G", "BLOCK_N", "TOPK_P2", "PAGED", "SPARSE", "FUSED_MERGE", "MERGE_S"):
+    for name in ("HEAD_DIM", "BLOCK_G", "BLOCK_N", "TOPK_P2", "PAGED", "SPARSE"):
         sig[name] = "constexpr"
     return sig
 
@@ -349,17 +293,14 @@ def gate_cases():
                 block_n, num_warps, num_stages = default_config(12, block_g, 128, kv_t == "fp8e4nv")
                 for paged in (True, False):
                     for sparse in (True, False):
-                        for fused in (True, False):
-                            tag = "{}q,{}kv,D{},G{},{},{}{}".format(
-                                q_t, kv_t, head_dim, block_g, "paged" if paged else "slot",
-                                "sparse" if sparse else "dense", ",fused" if fused else "")
-                            cases.append(GateCase(
-                                name="sparse_decode[" + tag + "]", fn=sparse_decode_kernel,
-                                signature=_decode_signature(q_t, kv_t, out_t),
-                                constexprs={"HEAD_DIM": head_dim, "BLOCK_G": block_g, "BLOCK_N": block_n,
-                                            "TOPK_P2": TOPK_P2, "PAGED": paged, "SPARSE": sparse,
-                                            "FUSED_MERGE": fused, "MERGE_S": merge_splits_per_step(block_g, head_dim)},
-                                num_warps=num_warps, num_stages=num_stages))
+                        tag = "{}q,{}kv,D{},G{},{},{}".format(
+                            q_t, kv_t, head_dim, block_g, "paged" if paged else "slot", "sparse" if sparse else "dense")
+                        cases.append(GateCase(
+                            name="sparse_decode[" + tag + "]", fn=sparse_decode_kernel,
+                            signature=_decode_signature(q_t, kv_t, out_t),
+                            constexprs={"HEAD_DIM": head_dim, "BLOCK_G": block_g, "BLOCK_N": block_n,
+                                        "TOPK_P2": TOPK_P2, "PAGED": paged, "SPARSE": sparse},
+                            num_warps=num_warps, num_stages=num_stages))
     merge_kinds = sorted({(q_t, out_t) for q_t, _, out_t in DTYPE_KINDS})
     for q_t, out_t in merge_kinds:
         for head_dim in (64, 128):
