@@ -172,7 +172,7 @@ def sparse_decode_fwd(
         wrap_triton(kernels.split_merge_kernel)[(rows, num_heads_q)](
             o_partial, lse_partial, q, lse if sink is None else sink, out, lse,
             qk_scale_log2, rows, num_heads_q, num_splits, q.stride(0), q.stride(1), int(sink is not None),
-            HEAD_DIM=head_dim, BLOCK_S=kernels.MERGE_BLOCK_S, num_warps=4, num_stages=1,
+            HEAD_DIM=head_dim, BLOCK_S=kernels.merge_block_s(num_splits), num_warps=4, num_stages=1,
         )
 
 

@@ -12,8 +12,11 @@ from .gate import GateCase
 
 LN2 = tl.constexpr(0.6931471805599453)
 TOPK_P2 = 64  # selection vector width (topK <= 64)
-MERGE_BLOCK_S = 16  # splits merged per step
+MERGE_BLOCK_S = (2, 4, 8, 16)  # splits merged per step: the smallest that holds them all, else 16
 
+
+def merge_block_s(num_splits):
+    return next((b for b in MERGE_BLOCK_S if b >= num_splits), MERGE_BLOCK_S[-1])
 
 
 # e4m3 -> fp16 (exact), 4 per asm instance. Triton sinks pure casts past the shared-memory
@@ -224,8 +227,10 @@ def split_merge_kernel(
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         w = tl.exp2(lse_s - m_safe)
         alpha = tl.exp2(m - m_safe)
+        # Every split stored its partial (0 where it saw no key) and w is 0 where lse is -inf,
+        # so the O load needs no LSE test and both loads are in flight together.
         o_s = tl.load(o_part_ptr + part[:, None] * HEAD_DIM + offs_d[None, :],
-                      mask=(lse_s > float("-inf"))[:, None], other=0.0)
+                      mask=(s < num_splits)[:, None], other=0.0)
         acc = acc * alpha + tl.sum(w[:, None] * o_s, axis=0)
         denom = denom * alpha + tl.sum(w, axis=0)
         m = m_new
@@ -310,7 +315,8 @@ def gate_cases():
                 sig[name] = "i32"
             sig["HEAD_DIM"] = "constexpr"
             sig["BLOCK_S"] = "constexpr"
-            cases.append(GateCase(
-                name=f"split_merge[{q_t}q,D{head_dim}]", fn=split_merge_kernel, signature=sig,
-                constexprs={"HEAD_DIM": head_dim, "BLOCK_S": MERGE_BLOCK_S}, num_warps=4, num_stages=1))
+            for block_s in MERGE_BLOCK_S:
+                cases.append(GateCase(
+                    name=f"split_merge[{q_t}q,D{head_dim},S{block_s}]", fn=split_merge_kernel, signature=sig,
+                    constexprs={"HEAD_DIM": head_dim, "BLOCK_S": block_s}, num_warps=4, num_stages=1))
     return cases
