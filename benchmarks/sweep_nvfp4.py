@@ -63,7 +63,7 @@ def sweep_shape(shape, copy):
         row("dequantize", cfg, with_config(cfg, lambda: bench_us(dequantize)), same)
 
     # the amax pre-pass alone, to split quantize's time (its bytes: the input only)
-    amax = torch.zeros(1, device="cuda", dtype=torch.float32)
+    amax = torch.zeros(2, device="cuda", dtype=torch.float32)  # finite amax, NaN/Inf flag
     n_programs, tiles = kernels.amax_grid(x.numel())
     us = bench_us(lambda: kernels.nvfp4_amax_kernel[(n_programs,)](
         x, amax, x.numel(), tiles, BLOCK=kernels.AMAX_BLOCK, num_warps=kernels.NUM_WARPS))

@@ -5,7 +5,7 @@ import pytest
 import torch
 import triton
 import triton.language as tl
-from _pkg import HAS_CUDA, TRITON_DEVICE, msa, needs_cuda, needs_triton
+from _pkg import HAS_CUDA, INTERPRET, TRITON_DEVICE, msa, needs_cuda, needs_triton
 
 nvfp4 = importlib.import_module(msa.__name__ + ".nvfp4")
 ref = importlib.import_module(msa.__name__ + ".reference.nvfp4")
@@ -261,18 +261,19 @@ def test_triton_bit_exact_small(shape, kind):
     assert_matches_reference(special_input(kind, shape, INPUT_DTYPE, TRITON_DEVICE))
 
 
-_e4m3_rne_bits = kernels._e4m3_rne_bits
+_e4m3_rne = kernels._e4m3_rne
 _e4m3_value = kernels._e4m3_value
 _to_bf16_rne = kernels._to_bf16_rne
 
 
 @triton.jit
-def _probe_kernel(x_ptr, e4m3_ptr, back_ptr, bf16_ptr, n, BLOCK: tl.constexpr):
+def _probe_kernel(x_ptr, e4m3_ptr, value_ptr, back_ptr, bf16_ptr, n, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
-    bits = _e4m3_rne_bits(tl.minimum(tl.abs(x), 448.0))
+    bits, value = _e4m3_rne(tl.minimum(tl.abs(x), 448.0))
     tl.store(e4m3_ptr + offs, bits.to(tl.uint8), mask=mask)
+    tl.store(value_ptr + offs, value, mask=mask)
     tl.store(back_ptr + offs, _e4m3_value(offs & 255), mask=mask)
     tl.store(bf16_ptr + offs, _to_bf16_rne(x), mask=mask)
 
@@ -290,11 +291,13 @@ def test_triton_e4m3_and_bf16_rounding_match_torch():
     ]).float()
     n = x.numel()
     e4m3 = torch.empty(n, dtype=torch.uint8, device=TRITON_DEVICE)
+    value = torch.empty(n, dtype=torch.float32, device=TRITON_DEVICE)
     back = torch.empty(n, dtype=torch.float32, device=TRITON_DEVICE)
     bf16 = torch.empty(n, dtype=torch.bfloat16, device=TRITON_DEVICE)
-    _probe_kernel[(triton.cdiv(n, 1024),)](x.to(TRITON_DEVICE), e4m3, back, bf16, n, BLOCK=1024)
-    expect = x.abs().clamp(max=448.0).to(torch.float8_e4m3fn).view(torch.uint8)
-    assert torch.equal(e4m3.cpu(), expect)
+    _probe_kernel[(triton.cdiv(n, 1024),)](x.to(TRITON_DEVICE), e4m3, value, back, bf16, n, BLOCK=1024)
+    expect = x.abs().clamp(max=448.0).to(torch.float8_e4m3fn)
+    assert torch.equal(e4m3.cpu(), expect.view(torch.uint8))
+    assert torch.equal(value.cpu(), expect.float())
     byte_values = (torch.arange(n) & 255).to(torch.uint8).view(torch.float8_e4m3fn).float()
     assert torch.equal(back.cpu().view(torch.int32)[~byte_values.isnan()],
                        byte_values.view(torch.int32)[~byte_values.isnan()])
@@ -323,6 +326,110 @@ def test_triton_e2m1_rounding_matches_thresholds():
     codes = torch.empty(v.numel(), dtype=torch.uint8, device=TRITON_DEVICE)
     _e2m1_probe_kernel[(triton.cdiv(v.numel(), 1024),)](v.to(TRITON_DEVICE), codes, v.numel(), BLOCK=1024)
     assert torch.equal(codes.cpu(), ref.rne_e2m1_magnitude(v))
+
+
+@triton.jit
+def _division_probe_kernel(a_ptr, d_ptr, rcp_ptr, quot_ptr, n, BLOCK: tl.constexpr, INTERPRETED: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    a = tl.load(a_ptr + offs, mask=mask, other=1.0)
+    d = tl.load(d_ptr + offs, mask=mask, other=1.0)
+    y_hi, y_lo = kernels._rcp_pair(d, INTERPRETED)
+    tl.store(rcp_ptr + offs, y_hi, mask=mask)
+    tl.store(quot_ptr + offs, kernels._quotient(a, 0.0 - d, y_hi, y_lo, INTERPRETED), mask=mask)
+
+
+def division_cases(n, seed):
+    """Divisors over the range the quantize pass guarantees ([2^-95, 2^73]; all-ones and
+    near-power-of-two mantissas included) and dividends whose quotients sit next to float32
+    rounding boundaries near the E2M1 steps, or anywhere in [1/8, 16)."""
+    g = torch.Generator().manual_seed(seed)
+    mant = torch.randint(0, 1 << 23, (n,), generator=g)
+    mant[:200] = (1 << 23) - 1 - torch.arange(200)
+    mant[200:400] = torch.arange(200)
+    d = ((torch.randint(-95, 74, (n,), generator=g) + 127) << 23 | mant).to(torch.int32).view(torch.float32)
+    steps = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 0.5, 1.0, 2.0, 4.0, 6.0])
+    near = steps[torch.randint(0, len(steps), (n,), generator=g)].view(torch.int32)
+    near = (near + torch.randint(-3, 4, (n,), generator=g, dtype=torch.int32)).view(torch.float32).double()
+    near = near * (1 + 2.0**-24 * (torch.randint(0, 2, (n,), generator=g) * 2 - 1))
+    target = torch.where(torch.rand(n, generator=g) < 0.7, near, 0.125 + torch.rand(n, generator=g).double() * 16)
+    a = (target * d.double()).float()
+    a[::2] = (a[::2].view(torch.int32) & -65536).view(torch.float32)  # BF16-precision dividends
+    return a, d
+
+
+@pytest.mark.triton
+@needs_triton
+def test_triton_exact_division_helpers():
+    """The quantize pass divides without a division instruction: RN(1/d) from a 1-2 ulp seed and
+    the FMA-corrected quotient must equal torch's correctly rounded division."""
+    n = 1 << 15
+    a, d = division_cases(n, 0)
+    rcp = torch.empty(n, device=TRITON_DEVICE)
+    quot = torch.empty(n, device=TRITON_DEVICE)
+    _division_probe_kernel[(triton.cdiv(n, 1024),)](a.to(TRITON_DEVICE), d.to(TRITON_DEVICE), rcp, quot, n,
+                                                    BLOCK=1024, INTERPRETED=INTERPRET)
+    assert torch.equal(rcp.cpu(), 1.0 / d)
+    want = a / d
+    relevant = (want >= 0.125) & (want < 16)
+    assert relevant.float().mean() > 0.9
+    assert torch.equal(quot.cpu()[relevant], want[relevant])
+
+
+def extreme_input(kind, shape):
+    """BF16 inputs for the quantize pass's rescaled / sanitizing branch."""
+    g = torch.Generator().manual_seed(sum(map(ord, kind)))
+    lo, hi = {"tiny": (-133, -100), "huge": (90, 128), "wide": (-133, 128), "nan_inf": (-8, 8)}[kind]
+    x = (1 + torch.rand(shape, generator=g)) * 2.0 ** torch.randint(lo, hi, shape, generator=g).float()
+    # per-block scales next to E2M1 steps, as in the "ties" inputs
+    x.view(-1, 16)[::3] *= torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0] * 2) / 6
+    x = x * (torch.randint(0, 2, shape, generator=g) * 2 - 1)
+    if kind in ("nan_inf", "wide"):
+        x.view(-1)[::97] = INF
+        x.view(-1)[5::89] = -INF
+        x.view(-1)[7::61] = NAN
+    return x.to(torch.bfloat16)
+
+
+@pytest.mark.triton
+@needs_triton
+@pytest.mark.parametrize("kind", ["tiny", "huge", "wide", "nan_inf"])
+def test_triton_bf16_extremes_bit_exact(kind):
+    """Global scales beyond 2^+-64 (power-of-two rescaling), subnormal BF16 inputs, NaN / Inf:
+    the quantize pass reads BF16 as integer words, so the interpreter runs it in BF16 too."""
+    assert_matches_reference(extreme_input(kind, (48, 128)).to(TRITON_DEVICE))
+
+
+@pytest.mark.triton
+@needs_triton
+def test_triton_unaligned_views():
+    """Quantize reads the input as int32 words and dequantize reads the codes as bytes: views
+    starting at an odd element / byte still match the reference."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(1 + 6 * 64, generator=g).to(INPUT_DTYPE).to(TRITON_DEVICE)
+    x = base[1:].view(6, 64)
+    assert x.storage_offset() % 2 == 1
+    assert_matches_reference(x)
+    q = nvfp4.quantize_bf16_to_nvfp4_128x4(x)
+    shifted = torch.empty(1 + q.data.numel(), dtype=torch.uint8, device=q.data.device)
+    shifted[1:] = q.data.reshape(-1)
+    moved = nvfp4.Nvfp4QuantizedTensor(shifted[1:].view(q.data.shape), q.scale_128x4, q.global_scale,
+                                       q.logical_scale_shape, q.original_shape)
+    assert torch.equal(nvfp4.dequantize_nvfp4_128x4_to_bf16(moved), nvfp4.dequantize_nvfp4_128x4_to_bf16(q))
+
+
+def test_division_magic():
+    """grp // cols == umulhi(2 * grp, magic) >> shift for every 31-bit grp."""
+    g = torch.Generator().manual_seed(2)
+    grp = torch.cat([torch.randint(0, 2**31, (4000,), generator=g), torch.tensor([0, 1, 2**31 - 1, 2**31 - 2])])
+    for cols in list(range(1, 70)) + [127, 128, 129, 255, 448, 512, 1000, 4095, 4096, 65535, 2**20 + 7, 2**30 + 3]:
+        magic, shift = kernels.division_magic(cols)
+        assert -(2**31) <= magic < 2**31 and 0 <= shift <= 31
+        g_cols = torch.cat([grp, torch.arange(1, 50) * cols - 1, torch.arange(1, 50) * cols])
+        g_cols = g_cols[g_cols < 2**31]
+        m = magic % 2**32  # umulhi(x, m) = x * m >> 32, split so nothing exceeds int64
+        r = ((g_cols * 2 * (m >> 16) + ((g_cols * 2 * (m & 0xFFFF)) >> 16)) >> 16) >> shift
+        assert torch.equal(r, g_cols // cols), cols
 
 
 def test_gate_cases_cover_every_launch_config():

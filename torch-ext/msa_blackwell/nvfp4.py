@@ -15,7 +15,7 @@ from typing import Tuple
 import torch
 import triton
 
-from ._backend import add_op_namespace_prefix, use_triton
+from ._backend import add_op_namespace_prefix, triton_interpret, use_triton
 from ._checks import HALF_DTYPES, check_int, check_tensor
 from .reference import nvfp4 as ref
 from .triton_kernels import nvfp4 as kernels
@@ -60,16 +60,19 @@ def _quantize_op(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Ten
     global_scale = x.new_ones((1,), dtype=torch.float32)
     if rows == 0:
         return data, scale, global_scale
-    amax = x.new_zeros((1,), dtype=torch.float32)
+    amax = x.new_zeros((2,), dtype=torch.float32)  # finite amax, any-NaN/Inf flag
     n_programs, tiles_per_program = kernels.amax_grid(x.numel())
     torch.library.wrap_triton(kernels.nvfp4_amax_kernel)[(n_programs,)](
         x, amax, x.numel(), tiles_per_program, BLOCK=kernels.AMAX_BLOCK, num_warps=kernels.NUM_WARPS,
     )
     (groups, warps), _ = kernels.launch_configs()
     n_groups = rows * cols
+    magic, shift = kernels.division_magic(cols)
+    # read as int32 words (two inputs each) and written as int32 words (eight codes each)
     torch.library.wrap_triton(kernels.nvfp4_quantize_kernel)[(triton.cdiv(n_groups, groups),)](
-        x, amax, global_scale, data, scale, n_groups, cols, padded_cols // 4,
-        GROUPS=groups, num_warps=warps,
+        x.view(torch.int32), amax, global_scale, data.view(torch.int32), scale, n_groups, cols,
+        padded_cols // 4, magic, shift, GROUPS=groups, FP16=x.dtype == torch.float16,
+        INTERPRETED=triton_interpret(), num_warps=warps,
     )
     return data, scale, global_scale
 
@@ -86,9 +89,10 @@ def _dequantize_op(
     cols = d // 16
     _, (words, warps) = kernels.launch_configs()
     n_groups = rows * cols
+    magic, shift = kernels.division_magic(cols)
     torch.library.wrap_triton(kernels.nvfp4_dequantize_kernel)[(triton.cdiv(2 * n_groups, words),)](
-        data.view(torch.int32), scale, global_scale, out, n_groups, cols, ref.round_up(cols, 4) // 4,
-        WORDS=words, APPLY_GLOBAL=apply_global, num_warps=warps,
+        data, scale, global_scale, out, n_groups, cols, ref.round_up(cols, 4) // 4,
+        magic, shift, WORDS=words, APPLY_GLOBAL=apply_global, INTERPRETED=triton_interpret(), num_warps=warps,
     )
     return out
 
@@ -107,7 +111,12 @@ def quantize_bf16_to_nvfp4_128x4(x):
     d = x.shape[-1]
     rows, cols = x.numel() // d, d // 16
     if use_triton(x):
-        data, scale, global_scale = _quantize_op(x.contiguous().reshape(rows, d))
+        flat = x.contiguous().reshape(rows, d)
+        # The kernel reads x as int32 words; only a view can start at an odd element, and under
+        # torch.compile `view(torch.int32)` itself rejects that.
+        if not torch.compiler.is_compiling() and flat.storage_offset() % 2:
+            flat = flat.clone()
+        data, scale, global_scale = _quantize_op(flat)
         data = data.reshape(*x.shape[:-1], d // 2)
     else:
         data, scale, global_scale, _ = ref.quantize_nvfp4_reference(x)
@@ -157,10 +166,6 @@ def dequantize_nvfp4_128x4_to_bf16(qx, *, include_global_scale=True):
     rows, cols = _check_quantized(qx)
     if use_triton(qx.data):
         data = qx.data.contiguous().reshape(rows, cols * 8)
-        # The kernel reads the codes as int32 words. Storages are 16-byte aligned, so only a view
-        # can be off; under torch.compile `view(torch.int32)` itself rejects a misaligned one.
-        if not torch.compiler.is_compiling() and data.storage_offset() % 4:
-            data = data.clone()  # the kernel reads the codes as int32 words
         out = _dequantize_op(
             data, qx.scale_128x4.contiguous().reshape(-1),
             qx.global_scale.reshape(1), bool(include_global_scale),

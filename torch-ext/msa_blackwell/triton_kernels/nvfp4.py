@@ -7,10 +7,23 @@ dequantize walk the tensor as a flat list of 16-element groups (rows x cols, row
 so every data access is contiguous and vectorises whatever D is; only the one scale byte
 per group is gathered through the 128x4 swizzle.
 
-Divisions use `tl.math.div_rn` (plain `/` is approximate on the GPU) and E4M3 rounding
-and the BF16 output rounding are done with integer arithmetic, because the interpreter's
-fp8 and bf16 casts do not round to nearest even; both keep the kernels bit-exact with
-torch's float32 reference on the GPU and under the interpreter.
+The passes stay memory-bound only if each element costs a handful of instructions, so the
+quantize pass has no division instruction: every float32 quotient of the recipe is computed
+exactly (correctly rounded, as torch divides) from the divisor's reciprocal with FMA
+residual corrections (`_rcp_rn`, `_quotient`); E2M1 and E4M3 rounding are float adds and
+integer ops; the input is read as int32 words (BF16 needs no conversion) by threads that
+own whole groups. NaN / Inf inputs and extreme global scales take a sanitizing branch that
+is uniform over the launch (flagged by the amax pass). The dequantize pass decodes two
+codes per byte into an FP16 pair and converts with the hardware (e4m3 scale decode, BF16
+rounding).
+
+The GPU's fused multiply-add, its min/max (which return the non-NaN operand), `rcp.approx`
+and its fp8 / bf16 conversions differ from what the interpreter's numpy ops do (the
+interpreter's fma rounds twice, its fp8 decode maps 0x7F to 480, its bf16 cast truncates),
+so under TRITON_INTERPRET the kernels substitute exact equivalents (`INTERPRETED`): an
+exactly rounded FMA, a NaN-ignoring min, a seed reciprocal deliberately 1-2 ulp off,
+integer E4M3 decoding and BF16 rounding. The interpreter thus runs the GPU algorithm step
+for step, and both are bit-exact with torch's float32 reference.
 """
 import os
 
@@ -19,29 +32,24 @@ import triton.language as tl
 
 from .gate import GateCase
 
-GLOBAL_DIVISOR = tl.constexpr(2688.0)  # 448 * 6
 AMAX_BLOCK = 4096
 AMAX_MAX_PROGRAMS = 1024  # bounds the number of same-address atomics
 NUM_WARPS = 4
 
 
 @triton.jit
-def _e4m3_rne_bits(s):
-    """float32 s in [0, 448] -> E4M3 bit pattern (int32), round to nearest even."""
+def _e4m3_rne(s):
+    """float32 s in [0, 448] -> (E4M3 bit pattern int32, its float32 value), round to nearest even."""
     bits = s.to(tl.int32, bitcast=True)
-    exp = bits >> 23
     # normal E4M3 (s >= 2^-6): round the 23-bit mantissa to 3 bits; carries enter the exponent
     rounded = (bits + 0x7FFFF + ((bits >> 20) & 1)) >> 20
-    normal = rounded - (120 << 3)
-    # subnormal E4M3: round s * 2^9 to an integer (8 lands on the smallest normal, code 8)
-    mant = tl.where(exp > 0, (bits & 0x7FFFFF) | 0x800000, bits & 0x7FFFFF)
-    # clamped so the unused lanes of the normal branch never shift by a negative count
-    shift = tl.minimum(tl.maximum(141 - tl.maximum(exp, 1), 1), 26)
-    q = mant >> shift
-    rem = mant & ((1 << shift) - 1)
-    half = 1 << (shift - 1)
-    sub = q + ((rem > half) | ((rem == half) & ((q & 1) == 1))).to(tl.int32)
-    return tl.where(exp >= 121, normal, sub)
+    # subnormal E4M3: its grid k * 2^-9 is the ulp of 2^14, so one float add rounds s onto it
+    # (8 lands on the smallest normal, code 8)
+    t = s + 16384.0
+    sub = s < 0.015625
+    code = tl.where(sub, t.to(tl.int32, bitcast=True) - 0x46800000, rounded - (120 << 3))
+    value = tl.where(sub, t - 16384.0, (rounded << 20).to(tl.float32, bitcast=True))
+    return code, value
 
 
 @triton.jit
@@ -64,24 +72,139 @@ def _e4m3_value(code):
 
 
 @triton.jit
-def _e2m1_value(nibble):
-    """E2M1 code (int32, 0..15) -> float32 value (0x8 -> -0.0), integer ops only."""
-    mag = nibble & 7
-    # mag >= 2 is normal: exponent mag>>1 and mantissa bit mag&1 line up as (mag << 22) + 0.5's bits;
-    # mag 0/1 are 0.0 and the subnormal 0.5
-    bits = tl.where(mag < 2, mag * 0x3F000000, (mag << 22) + 0x3F000000)
-    return (bits | ((nibble & 8) << 28)).to(tl.float32, bitcast=True)
+def _e2m1_rne_magnitude(v):
+    """float32 v >= 0 (may be Inf) -> E2M1 magnitude code 0..7, ties to even, saturating.
+
+    The code as a function of v is min(2v, v + 2, v/2 + 4) on [0, 6]: linear between neighbouring
+    E2M1 values, which it maps to consecutive integers, so rounding v to the nearest E2M1 value
+    (ties to the even code) is rounding that function to the nearest integer (ties to even). Each
+    candidate is rounded by one float add at 2^23 (ulp 1; 2v and v/2 are exact), and rounding
+    commutes with min. A NaN v gives 7 on the GPU (min.f32 returns the other operand).
+    """
+    v = tl.minimum(v, 6.0)
+    code = tl.minimum(tl.minimum(v * 2.0 + 8388608.0, v + 8388610.0), v * 0.5 + 8388612.0)
+    return code.to(tl.int32, bitcast=True) - 0x4B000000
 
 
 @triton.jit
-def _e2m1_rne_magnitude(v):
-    """float32 v >= 0 (not NaN, may be Inf) -> E2M1 magnitude code 0..7, ties to even, saturating."""
-    bits = v.to(tl.int32, bitcast=True)
-    # v >= 1: round the mantissa to one bit (carries enter the exponent); code = 2*(exp-126) + mbit
-    normal = tl.minimum(((bits + 0x1FFFFF + ((bits >> 22) & 1)) >> 22) - 252, 7)
-    # v < 1: the grid 0, .5, 1 is the ulp of 2^22, so adding 2^22 rounds to it (nearest even)
-    sub = (v + 4194304.0).to(tl.int32, bitcast=True) - 0x4A800000
-    return tl.where(v < 1.0, sub, normal)
+def _fma(x, y, z, INTERPRETED: tl.constexpr):
+    """x * y + z rounded once to float32 (the interpreter's tl.fma rounds the product first)."""
+    if INTERPRETED:
+        p = tl.cast(x, tl.float64) * tl.cast(y, tl.float64)  # exact: 24 + 24 bits
+        z64 = tl.cast(z, tl.float64)
+        s = p + z64
+        back = s - p
+        err = (p - (s - back)) + (z64 - back)  # s + err == p + z exactly (TwoSum)
+        # round to odd in float64, after which the float32 rounding is the only one that counts
+        bits = s.to(tl.int64, bitcast=True)
+        fix = (err != 0) & ((bits & 1) == 0) & (tl.abs(s) < float("inf"))
+        bits = tl.where(fix, tl.where((err > 0) == (s > 0), bits + 1, bits - 1), bits)
+        return bits.to(tl.float64, bitcast=True).to(tl.float32)
+    else:
+        return tl.fma(x, y, z)
+
+
+@triton.jit
+def _unpack_pair(w, FP16: tl.constexpr):
+    """int32 word holding two BF16/FP16 values (element 2i in the low half) -> their magnitudes
+    as float32 (sign bits stay in the word: 15 and 31)."""
+    if FP16:
+        lo = (w & 0x7FFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        hi = ((w >> 16) & 0x7FFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    else:
+        lo = ((w & 0x7FFF) << 16).to(tl.float32, bitcast=True)
+        hi = (w & 0x7FFF0000).to(tl.float32, bitcast=True)
+    return lo, hi
+
+
+@triton.jit
+def _sanitize_words(w, rescale, FP16: tl.constexpr):
+    """Words of two BF16/FP16 values -> the same with NaN halves replaced by +0 and, for BF16, every
+    magnitude multiplied by the power of two `rescale` (FP16 inputs never need one). The product
+    is exact unless it underflows below BF16's normal range, where the quotients it feeds are far
+    below the first E2M1 step and the block amaxes far below the smallest E4M3 scale."""
+    if FP16:
+        nan_lo = (w & 0x7FFF) > 0x7C00
+        nan_hi = (w & 0x7FFF0000) > 0x7C000000
+        mag = w & 0x7FFF7FFF
+    else:
+        nan_lo = (w & 0x7FFF) > 0x7F80
+        nan_hi = (w & 0x7FFF0000) > 0x7F800000
+        lo, hi = _unpack_pair(w, FP16)
+        lo = (lo * rescale).to(tl.int32, bitcast=True)
+        hi = (hi * rescale).to(tl.int32, bitcast=True)
+        mag = ((lo >> 16) & 0x7FFF) | (hi & 0x7FFF0000)
+    w = (w & -2147450880) | mag  # signs (0x80008000) and magnitudes
+    w = tl.where(nan_lo, w & -65536, w)
+    return tl.where(nan_hi, w & 0xFFFF, w)
+
+
+@triton.jit
+def _rcp_rn(d, INTERPRETED: tl.constexpr):
+    """RN(1/d) for a normal d in [2^-100, 2^100], without a division instruction.
+
+    The seed (rcp.approx on the GPU, within 1 ulp; under the interpreter 1/d moved by -2..+1
+    ulp, so the steps below do the same work) after one Newton step is within one ulp, so it
+    and its neighbour on the side of 1/d bracket 1/d; their residuals 1 - d*y are exact (one
+    FMA each) and the smaller one marks the nearest (1/d is never a midpoint).
+    """
+    neg_d = 0.0 - d
+    if INTERPRETED:
+        y = 1.0 / d
+        y = (y.to(tl.int32, bitcast=True) + (d.to(tl.int32, bitcast=True) & 3) - 2).to(tl.float32, bitcast=True)
+    else:
+        y = tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [d], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+    y = _fma(_fma(neg_d, y, 1.0, INTERPRETED), y, y, INTERPRETED)
+    e = _fma(neg_d, y, 1.0, INTERPRETED)
+    y_next = (y.to(tl.int32, bitcast=True) + tl.where(e > 0, 1, -1)).to(tl.float32, bitcast=True)
+    e_next = _fma(neg_d, y_next, 1.0, INTERPRETED)
+    return tl.where(tl.abs(e) <= tl.abs(e_next), y, y_next)
+
+
+@triton.jit
+def _rcp_pair(d, INTERPRETED: tl.constexpr):
+    """(y_hi, y_lo): y_hi = RN(1/d) and y_lo = RN((1 - d*y_hi) * y_hi), so y_hi + y_lo is 1/d
+    within ~2^-46 relative (1 - d*y_hi is exact)."""
+    y_hi = _rcp_rn(d, INTERPRETED)
+    return y_hi, _fma(0.0 - d, y_hi, 1.0, INTERPRETED) * y_hi
+
+
+@triton.jit
+def _quotient(a, neg_d, y_hi, y_lo, INTERPRETED: tl.constexpr):
+    """float32 a / d rounded to nearest even, given -d, y_hi = RN(1/d) and y_lo ~ 1/d - y_hi.
+
+    q0 = RN(a*y_hi + RN(a*y_lo)) is within ~2^-45 relative of a/d, so it is one of the two floats
+    around a/d; then r = a - d*q0 is exact (one FMA) and RN(q0 + r*y_hi) is the correctly
+    rounded quotient (Markstein's step; y_hi must be within half an ulp of 1/d). Exact while
+    a - d*q0 does not underflow, i.e. ulp(a/d) * ulp(d) >= 2^-149: the kernel keeps element
+    divisors in [2^-95, 2^73] where only quotients >= 2^-3 matter (smaller ones code 0), and the
+    block-scale divisor 6g in [2^-78, 2^67] where only quotients >= 2^-11 matter (smaller ones
+    round to a zero E4M3 scale); below that the result stays a close underestimate.
+    """
+    q0 = _fma(a, y_hi, a * y_lo, INTERPRETED)
+    r = _fma(q0, neg_d, a, INTERPRETED)
+    return _fma(r, y_hi, q0, INTERPRETED)
+
+
+@triton.jit
+def _signed_nibbles(a, signs, neg_d, y_hi, y_lo, INTERPRETED: tl.constexpr, HIGH: tl.constexpr):
+    q = _quotient(a, neg_d, y_hi, y_lo, INTERPRETED)
+    if INTERPRETED:
+        q = tl.where(q == q, q, 6.0)  # an Inf element (NaN quotient) saturates, as min.f32 does on the GPU
+    mag = _e2m1_rne_magnitude(q)
+    if HIGH:
+        return mag | ((signs >> 28) & 8)
+    else:
+        return mag | ((signs >> 12) & 8)
+
+
+@triton.jit
+def _pack_half_group(a_lo, a_hi, signs, neg_d, y_hi, y_lo, INTERPRETED: tl.constexpr):
+    """[G, 4] magnitudes of 8 consecutive elements -> [G] int32 of their 8 packed E2M1 codes."""
+    lo = _signed_nibbles(a_lo, signs, neg_d[:, None], y_hi[:, None], y_lo[:, None], INTERPRETED, False)
+    hi = _signed_nibbles(a_hi, signs, neg_d[:, None], y_hi[:, None], y_lo[:, None], INTERPRETED, True)
+    return tl.sum((lo + (hi << 4)) << (tl.arange(0, 4) * 8)[None, :], axis=1)
 
 
 @triton.jit
@@ -93,85 +216,142 @@ def _to_bf16_rne(v):
 
 
 @triton.jit
-def _scale_offset(group, cols, tiles_n):
-    """Flat group index (row * cols + col) -> byte offset in the 128x4 scale layout."""
-    r = group // cols
-    c = group - r * cols
-    return ((r // 128) * tiles_n + c // 4) * 512 + (r % 32) * 16 + ((r % 128) // 32) * 4 + c % 4
+def _swizzle_offset(r, c, tiles_n):
+    """Logical scale (row r >= 0, col c >= 0) -> byte offset in the 128x4 layout."""
+    return ((r >> 7) * tiles_n + (c >> 2)) * 512 + (r & 31) * 16 + ((r >> 5) & 3) * 4 + (c & 3)
+
+
+@triton.jit
+def _row_col(group, cols, cols_magic, cols_shift):
+    """Flat group index (row * cols + col, < 2^31) -> (row, col); the row is group // cols by a
+    multiply-high with the launcher's magic number (`division_magic`)."""
+    r = (tl.umulhi(group.to(tl.uint32, bitcast=True) * 2, cols_magic.to(tl.uint32, bitcast=True))
+         >> cols_shift.to(tl.uint32)).to(tl.int32, bitcast=True)
+    return r, group - r * cols
 
 
 @triton.jit
 def nvfp4_amax_kernel(x_ptr, amax_ptr, n, tiles_per_program, BLOCK: tl.constexpr):
+    """amax_ptr[0] = max |x| over finite elements; amax_ptr[1] = 1.0 if x holds a NaN or an Inf
+    (the quantize pass then takes its sanitizing path). Both start at 0."""
     pid = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     acc = tl.zeros([BLOCK], dtype=tl.float32)
+    top = tl.zeros([BLOCK], dtype=tl.int32)
     for t in range(tiles_per_program):
         idx = (pid * tiles_per_program + t) * BLOCK + offs
         ax = tl.abs(tl.load(x_ptr + idx, mask=idx < n, other=0.0).to(tl.float32))
         # NaN fails the comparison, so NaN and Inf both count as 0
         acc = tl.maximum(acc, tl.where(ax < float("inf"), ax, 0.0))
+        top = tl.maximum(top, ax.to(tl.int32, bitcast=True))
     tl.atomic_max(amax_ptr, tl.max(acc, axis=0))
+    if tl.max(top, axis=0) >= 0x7F800000:
+        tl.store(amax_ptr + 1, 1.0)
 
 
 @triton.jit
 def nvfp4_quantize_kernel(
     x_ptr, amax_ptr, global_ptr, data_ptr, scale_ptr,
-    n_groups, cols, tiles_n,
-    GROUPS: tl.constexpr,
+    n_groups, cols, tiles_n, cols_magic, cols_shift,
+    GROUPS: tl.constexpr, FP16: tl.constexpr, INTERPRETED: tl.constexpr,
 ):
-    # The tensor is walked as a flat list of 16-element groups (row-major over rows x cols),
-    # so every access is contiguous and the per-group mask keeps 16-byte vector loads.
+    # x and the packed codes are read / written as int32 words (two inputs, eight codes): a
+    # thread owns whole 16-element groups (two 16-byte loads of four words each), so the block
+    # amax, the scale and every packed word stay in its registers.
     pid = tl.program_id(0)
     amax = tl.load(amax_ptr)
-    g = tl.where(amax > 0, tl.math.div_rn(amax, GLOBAL_DIVISOR), 1.0)
+    # amax / 2688 through float64: the product is within 2^-51 of the quotient, and a float32
+    # quotient of a float32 by 2^7 * 21 is never within 2^-29 of a float32 rounding boundary,
+    # so rounding it to float32 gives the correctly rounded division (no division instruction)
+    g = tl.where(amax > 0, (amax.to(tl.float64) * tl.full([], 1.0 / 2688.0, tl.float64)).to(tl.float32), 1.0)
     if pid == 0:
         tl.store(global_ptr, g)
+    # The exact divisions below need their divisors within [2^-95, 2^73]; divisors are
+    # e4m3 * global with e4m3 in [2^-9, 448], so an extreme global scale rescales the
+    # magnitudes and the divisors by a power of two (exact where it matters, same quotients).
+    rescale = tl.where(g < 5.421010862427522e-20, 1.8446744073709552e19,
+                       tl.where(g > 1.8446744073709552e19, 5.421010862427522e-20, 1.0))
+    six_g = (6.0 * g) * rescale
+    six_g_hi, six_g_lo = _rcp_pair(six_g, INTERPRETED)
 
-    grp = pid.to(tl.int64) * GROUPS + tl.arange(0, GROUPS)
+    grp = pid * GROUPS + tl.arange(0, GROUPS)
     grp_ok = grp < n_groups
-    x = tl.load(
-        x_ptr + grp[:, None] * 16 + tl.arange(0, 16)[None, :], mask=grp_ok[:, None], other=0.0,
-    ).to(tl.float32)
+    word = grp.to(tl.int64)[:, None] * 8 + tl.arange(0, 4)[None, :]
+    w0 = tl.load(x_ptr + word, mask=grp_ok[:, None], other=0)
+    w1 = tl.load(x_ptr + word + 4, mask=grp_ok[:, None], other=0)
+    if (tl.load(amax_ptr + 1) != 0) | (rescale != 1.0):  # uniform, and rare
+        w0 = _sanitize_words(w0, rescale, FP16)
+        w1 = _sanitize_words(w1, rescale, FP16)
+    a0_lo, a0_hi = _unpack_pair(w0, FP16)
+    a1_lo, a1_hi = _unpack_pair(w1, FP16)
     # a NaN element counts as 0 in the block amax and encodes as +0
-    x = tl.where(x == x, x, 0.0)
-    bamax = tl.max(tl.abs(x), axis=1)
-    s = tl.minimum(tl.maximum(tl.math.div_rn(bamax, 6.0 * g), 0.0), 448.0)
-    scale_bits = _e4m3_rne_bits(s)
-    divisor = _e4m3_value(scale_bits) * g
-    safe_divisor = tl.where(divisor == 0, 1.0, divisor)
-    mag = _e2m1_rne_magnitude(tl.math.div_rn(tl.abs(x), safe_divisor[:, None]))
-    mag = tl.where(divisor[:, None] == 0, 0, mag)
-    codes = mag | ((x.to(tl.int32, bitcast=True) >> 28) & 8)
-    lo, hi = tl.split(tl.reshape(codes, [GROUPS, 8, 2]))
-    tl.store(
-        data_ptr + grp[:, None] * 8 + tl.arange(0, 8)[None, :], (lo | (hi << 4)).to(tl.uint8),
-        mask=grp_ok[:, None],
-    )
+    bamax = tl.max(tl.maximum(tl.maximum(a0_lo, a0_hi), tl.maximum(a1_lo, a1_hi)), axis=1)
+    # (bamax * rescale) / (6g * rescale) is bamax / 6g; where the rescaled amax underflowed
+    # both quotients are far below the smallest E4M3 scale. An Inf amax gives a NaN quotient,
+    # which the min (as min.f32) turns into 448.
+    s = _quotient(bamax, 0.0 - six_g, six_g_hi, six_g_lo, INTERPRETED)
+    if INTERPRETED:
+        s = tl.where(s == s, s, 448.0)
+    scale_bits, scale_val = _e4m3_rne(tl.minimum(s, 448.0))
+    divisor = scale_val * g
+    d = tl.where(divisor == 0, 1.0, divisor * rescale)
+    # a zero divisor gives zero codes: y = 0 makes every quotient 0
+    y_hi, y_lo = _rcp_pair(d, INTERPRETED)
+    y_hi = tl.where(divisor == 0, 0.0, y_hi)
+    y_lo = tl.where(divisor == 0, 0.0, y_lo)
+    p0 = _pack_half_group(a0_lo, a0_hi, w0, 0.0 - d, y_hi, y_lo, INTERPRETED)
+    p1 = _pack_half_group(a1_lo, a1_hi, w1, 0.0 - d, y_hi, y_lo, INTERPRETED)
+    out = grp.to(tl.int64)[:, None] * 2 + tl.arange(0, 2)[None, :]
+    tl.store(data_ptr + out, tl.join(p0, p1), mask=grp_ok[:, None])
+
     # padding bytes of the 128x4 layout are zeroed by the launcher
-    tl.store(scale_ptr + _scale_offset(grp.to(tl.int32), cols, tiles_n), scale_bits.to(tl.uint8), mask=grp_ok)
+    r, c = _row_col(grp, cols, cols_magic, cols_shift)
+    tl.store(scale_ptr + _swizzle_offset(r, c, tiles_n), scale_bits.to(tl.uint8), mask=grp_ok)
+
+
+@triton.jit
+def _e2m1_pair_values(byte):
+    """Packed byte (int32 0..255, two E2M1 codes) -> (low, high) code values times 2^-14, float32.
+
+    A code's sign and magnitude bits moved to an FP16's sign and exponent/mantissa top bits give
+    the code's value times 2^-14, the subnormal 0.5 included; two multiplies spread both codes of
+    the byte into the two halves of one word (the partial products never overlap)."""
+    halves = ((byte * 0x00200200) & 0x0E000E00) | ((byte * 0x01001000) & -2147450880)  # 0x80008000
+    lo = halves.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    hi = (halves >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    return lo, hi
 
 
 @triton.jit
 def nvfp4_dequantize_kernel(
-    words_ptr, scale_ptr, global_ptr, out_ptr,
-    n_groups, cols, tiles_n,
-    WORDS: tl.constexpr, APPLY_GLOBAL: tl.constexpr,
+    data_ptr, scale_ptr, global_ptr, out_ptr,
+    n_groups, cols, tiles_n, cols_magic, cols_shift,
+    WORDS: tl.constexpr, APPLY_GLOBAL: tl.constexpr, INTERPRETED: tl.constexpr,
 ):
-    # The packed codes are read as int32 words (8 codes, half a group); a tile row is one word
-    # -> 8 BF16 = one 16-byte store, so the store keeps the layout the load produced.
+    # A tile row is one 4-byte word of packed codes (half a group) -> 8 BF16 = one 16-byte
+    # store; reading it as 4 bytes keeps the load in the store's layout (one row per thread).
     pid = tl.program_id(0)
     word = pid * WORDS + tl.arange(0, WORDS)
     word_ok = word < n_groups * 2
-    packed = tl.load(words_ptr + word, mask=word_ok, other=0)
-    vals = _e2m1_value((packed[:, None] >> (tl.arange(0, 8) * 4)[None, :]) & 15)
-    scale_bits = tl.load(scale_ptr + _scale_offset(word // 2, cols, tiles_n), mask=word_ok, other=0)
-    out = vals * _e4m3_value(scale_bits.to(tl.int32))[:, None]
+    packed = tl.load(data_ptr + word.to(tl.int64)[:, None] * 4 + tl.arange(0, 4)[None, :],
+                     mask=word_ok[:, None], other=0).to(tl.int32)
+    lo, hi = _e2m1_pair_values(packed)
+    vals = tl.reshape(tl.join(lo, hi), [WORDS, 8])  # element 2k + j is byte k's nibble j
+    r, c = _row_col(word >> 1, cols, cols_magic, cols_shift)
+    scale_bits = tl.load(scale_ptr + _swizzle_offset(r, c, tiles_n), mask=word_ok, other=0)
+    if INTERPRETED:
+        scale = _e4m3_value(scale_bits.to(tl.int32))  # the interpreter decodes 0x7F as 480, not NaN
+    else:
+        scale = scale_bits.to(tl.float8e4nv, bitcast=True).to(tl.float32)  # cvt e4m3 -> f16, exact
+    # (e2m1 * 2^-14) * (scale * 2^14) is the exact e2m1 * scale
+    out = vals * (scale * 16384.0)[:, None]
     if APPLY_GLOBAL:
         out = out * tl.load(global_ptr)
-    tl.store(
-        out_ptr + word.to(tl.int64)[:, None] * 8 + tl.arange(0, 8)[None, :], _to_bf16_rne(out),
-        mask=word_ok[:, None],
-    )
+    if INTERPRETED:
+        out = _to_bf16_rne(out)
+    else:
+        out = out.to(tl.bfloat16)  # cvt.rn
+    tl.store(out_ptr + word.to(tl.int64)[:, None] * 8 + tl.arange(0, 8)[None, :], out, mask=word_ok[:, None])
 
 
 # ---- launch configs (deterministic; every pick is listed in gate_cases) ----
@@ -213,6 +393,16 @@ def launch_configs(override=None):
     return quant, dequant
 
 
+def division_magic(cols):
+    """(magic, shift) with grp // cols == umulhi(2 * grp, magic) >> shift for 0 <= grp < 2^31;
+    magic is passed as the int32 with the same bits."""
+    shift = (cols - 1).bit_length()
+    # magic * cols - 2^(31 + shift) lies in [0, cols) and cols <= 2^shift, which keeps the
+    # quotient exact for 31-bit dividends (Granlund-Montgomery); magic fits 32 bits.
+    magic = -(-(1 << (31 + shift)) // cols)
+    return magic - (1 << 32) if magic >= 1 << 31 else magic, shift
+
+
 def amax_grid(n):
     tiles = triton.cdiv(n, AMAX_BLOCK)
     tiles_per_program = triton.cdiv(tiles, AMAX_MAX_PROGRAMS)
@@ -238,20 +428,23 @@ def gate_cases():
             for groups, warps in QUANTIZE_CONFIGS:
                 cases.append(GateCase(
                     name=f"nvfp4_quantize[{tname},G{groups},w{warps}{tag}]", fn=nvfp4_quantize_kernel,
-                    signature={"x_ptr": ptr, "amax_ptr": "*fp32", "global_ptr": "*fp32", "data_ptr": "*u8",
+                    signature={"x_ptr": "*i32", "amax_ptr": "*fp32", "global_ptr": "*fp32", "data_ptr": "*i32",
                                "scale_ptr": "*u8", "n_groups": "i32", "cols": "i32", "tiles_n": "i32",
-                               "GROUPS": "constexpr"},
-                    constexprs={"GROUPS": groups}, num_warps=warps, aligned_ints=aligned,
+                               "cols_magic": "i32", "cols_shift": "i32", "GROUPS": "constexpr",
+                               "FP16": "constexpr", "INTERPRETED": "constexpr"},
+                    constexprs={"GROUPS": groups, "FP16": tname == "fp16", "INTERPRETED": False},
+                    num_warps=warps, aligned_ints=aligned,
                 ))
         for words, warps in DEQUANTIZE_CONFIGS:
             for apply_global in (True, False):
                 cases.append(GateCase(
                     name=f"nvfp4_dequantize[bf16,W{words},w{warps},global={int(apply_global)}{tag}]",
                     fn=nvfp4_dequantize_kernel,
-                    signature={"words_ptr": "*i32", "scale_ptr": "*u8", "global_ptr": "*fp32", "out_ptr": "*bf16",
-                               "n_groups": "i32", "cols": "i32", "tiles_n": "i32", "WORDS": "constexpr",
-                               "APPLY_GLOBAL": "constexpr"},
-                    constexprs={"WORDS": words, "APPLY_GLOBAL": apply_global},
+                    signature={"data_ptr": "*u8", "scale_ptr": "*u8", "global_ptr": "*fp32", "out_ptr": "*bf16",
+                               "n_groups": "i32", "cols": "i32", "tiles_n": "i32", "cols_magic": "i32",
+                               "cols_shift": "i32", "WORDS": "constexpr", "APPLY_GLOBAL": "constexpr",
+                               "INTERPRETED": "constexpr"},
+                    constexprs={"WORDS": words, "APPLY_GLOBAL": apply_global, "INTERPRETED": False},
                     num_warps=warps, aligned_ints=aligned,
                 ))
     return cases
