@@ -179,14 +179,14 @@ def fuzz_test_names():
     return re.findall(r"^def (test_fuzz_\w+)\(", (ROOT / FUZZ_FILE).read_text(), re.M)
 
 
-def fuzz(out, env, examples, workers, timeout):
+def fuzz(out, env, examples, workers, timeout, only=""):
     """Each fuzz test of tests/test_fuzz.py in its own pytest process with `examples` per function,
     up to `workers` at once, each killed after `timeout` s: a slow or failing function leaves the
     others' results. Returns the step record and {examples_required, examples_run, results, tests}."""
     counts_dir = Path(tempfile.mkdtemp(prefix="msa_fuzz_counts_"))
     env = dict(env, MSA_FUZZ_EXAMPLES=str(examples), MSA_FUZZ_COUNTS=str(counts_dir))
     t0 = time.time()
-    pending, running, results = fuzz_test_names(), {}, {}
+    pending, running, results = [n for n in fuzz_test_names() if only in n], {}, {}
     while pending or running:
         while pending and len(running) < max(1, workers):
             name = pending.pop(0)
@@ -237,6 +237,7 @@ def main():
     ap.add_argument("--fuzz-workers", type=int, default=min(11, os.cpu_count() or 1),
                     help="fuzz tests run at once (one process each)")
     ap.add_argument("--fuzz-timeout", type=int, default=420, help="seconds per fuzz test")
+    ap.add_argument("--fuzz-only", default="", help="only the fuzz tests whose name contains this")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +262,8 @@ def main():
         report["tests"] = junit_counts(xml)
     if "fuzz" in steps:
         env = dict(os.environ, MSA_BLACKWELL_BUILD=str(build), HF_HUB_OFFLINE="1")
-        rec, report["fuzz"] = fuzz(out, env, args.fuzz_examples, args.fuzz_workers, args.fuzz_timeout)
+        rec, report["fuzz"] = fuzz(out, env, args.fuzz_examples, args.fuzz_workers, args.fuzz_timeout,
+                                   args.fuzz_only)
         report["steps"].append(rec)
     if "sanitize" in steps:
         env = dict(os.environ, MSA_BLACKWELL_BUILD=str(build), HF_HUB_OFFLINE="1")

@@ -25,6 +25,7 @@ exactly rounded FMA, a NaN-ignoring min, a seed reciprocal deliberately 1-2 ulp 
 integer E4M3 decoding and BF16 rounding. The interpreter thus runs the GPU algorithm step
 for step, and both are bit-exact with torch's float32 reference.
 """
+import dataclasses
 import os
 
 import triton
@@ -225,8 +226,11 @@ def _swizzle_offset(r, c, tiles_n):
 def _row_col(group, cols, cols_magic, cols_shift):
     """Flat group index (row * cols + col, < 2^31) -> (row, col); the row is group // cols by a
     multiply-high with the launcher's magic number (`division_magic`)."""
-    r = (tl.umulhi(group.to(tl.uint32, bitcast=True) * 2, cols_magic.to(tl.uint32, bitcast=True))
-         >> cols_shift.to(tl.uint32)).to(tl.int32, bitcast=True)
+    # tl.cast, not .to: a launch specialises an integer argument equal to 1 into a Python int
+    # (cols_shift is 1 when cols is 2)
+    magic = tl.cast(tl.cast(cols_magic, tl.int32), tl.uint32, bitcast=True)
+    r = (tl.umulhi(group.to(tl.uint32, bitcast=True) * 2, magic)
+         >> tl.cast(cols_shift, tl.uint32)).to(tl.int32, bitcast=True)
     return r, group - r * cols
 
 
@@ -447,4 +451,20 @@ def gate_cases():
                     constexprs={"WORDS": words, "APPLY_GLOBAL": apply_global, "INTERPRETED": False},
                     num_warps=warps, aligned_ints=aligned,
                 ))
-    return cases
+    return cases + _ones_cases(cases)
+
+
+# A launch also turns an integer argument equal to 1 into a compile-time constant (a D = 32
+# tensor has cols_shift 1): the default configs are gated with the small-shape ones as well.
+_ONES = {"n_groups": 1, "cols": 1, "tiles_n": 1, "cols_shift": 1}
+
+
+def _ones_cases(cases):
+    defaults = ("G{},w{}]".format(*QUANTIZE_CONFIG), "W{},w{},".format(*DEQUANTIZE_CONFIG))
+    out = []
+    for case in cases:
+        if any(d in case.name for d in defaults) and ",n16" not in case.name:
+            signature = dict(case.signature, **{k: "constexpr" for k in _ONES})
+            out.append(dataclasses.replace(case, name=case.name[:-1] + ",ones]", signature=signature,
+                                           constexprs=dict(case.constexprs, **_ONES)))
+    return out
