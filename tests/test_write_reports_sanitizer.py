@@ -106,9 +106,15 @@ def test_validation_md_renders_fuzz_rows():
                                                 "failed_cases": ["tests.test_fuzz::test_fuzz_b"]},
             "examples_run": {"test_fuzz_a": 500, "test_fuzz_b": 731, "test_fuzz_c": 120}}
     run = {"environment": ENV, "steps": [], "tests": {}, "benchmarks": {}, "fuzz": fuzz}
-    assert write_reports.fuzz_rows(run) == [("a", 500, 500, "pass"), ("b", 731, 500, "FAIL"),
-                                           ("c", 120, 500, "FAIL")]
+    extra = "more calls than examples: a failing example was shrunk or replayed"
+    assert write_reports.fuzz_rows(run) == [("a", 500, 500, "pass", ""), ("b", 731, 500, "FAIL", extra),
+                                           ("c", 120, 500, "FAIL", "")]
     lines = write_reports.validation_md([run]).splitlines()
     assert "### Property-based fuzzing (hypothesis)" in lines
-    assert "| `a` | 500 | >= 500 | pass |" in lines
+    assert "| `a` | 500 | >= 500 | pass |  |" in lines
+    # per-process results decide when present; a run killed before pytest reported gets no verdict
+    per_proc = dict(fuzz, results={"test_fuzz_a": {"rc": 0}, "test_fuzz_b": {"rc": 1}, "test_fuzz_c": {"rc": 0}})
+    assert [r[3] for r in write_reports.fuzz_rows(dict(run, fuzz=per_proc))] == ["pass", "FAIL", "FAIL"]
+    killed = dict(fuzz, tests={})
+    assert [r[3] for r in write_reports.fuzz_rows(dict(run, fuzz=killed))] == ["no verdict"] * 3
     assert "### Property-based fuzzing (hypothesis)" not in write_reports.validation_md([dict(run, fuzz={})])
