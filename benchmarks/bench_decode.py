@@ -87,7 +87,7 @@ def bench_one(batch, seqlen_q, ctx, hq, hkv, pool, copy_bw):
                                          topK=TOPK),
         dtype="bf16q/" + ("fp8kv" if elem == 1 else "bf16kv"), card=torch.cuda.get_device_name(),
         time_us=round(time_us, 2), metric="achieved_GBps", value=round(achieved / 1e9, 1),
-        baseline=round(copy_bw / 1e9, 1), ratio=round(achieved / copy_bw, 3), num_splits=w.num_splits,
+        baseline=round(copy_bw / 1e9, 1), ratio=round(achieved / copy_bw, 3), num_splits=w.splits[elem == 1],
         workspace_bytes=w.workspace_bytes)
 
 

@@ -1,4 +1,5 @@
-"""Sweep sparse-decode launch configs (splits, BLOCK_N, num_warps, num_stages) on the M3 shape.
+"""Sweep sparse-decode launch configs (splits, BLOCK_N, num_warps, num_stages, register
+prefetch, programmatic dependent launch) on the M3 shape.
 
 Run on a GPU from the repo root: `python benchmarks/sweep_decode.py [--g8]` (< 2 minutes).
 Each variant is set through MSA_DECODE_CONFIG before `plan`, timed CUDA-graph replayed like
@@ -20,13 +21,14 @@ import bench_decode as bench  # noqa: E402
 
 decode = bench.decode
 
-TILE_CONFIGS = (  # (block_n, warps, stages); None = the launcher's default
-    None,
-    (64, 4, 2), (64, 4, 3), (64, 4, 4), (64, 8, 3),
-    (128, 4, 2), (128, 4, 3), (128, 8, 2),
-)
-SPLITS = {1: (4, 8, 16, 32), 4: (2, 4, 8, 16), 16: (1, 2, 4, 8), 64: (1, 2, 3, 4)}
-BATCHES = (1, 4, 16, 64)
+# MSA_DECODE_CONFIG entries per KV dtype ({} = the launcher's default). "stages=2,waves=2" is
+# the policy before the one-wave Hopper rule.
+TILE_CONFIGS = {
+    "bf16": ({}, dict(stages=2, waves=2)),
+    "fp8": ({}, dict(stages=2), dict(stages=4), dict(waves=1), dict(block_n=64, stages=4)),
+}
+SPLITS = {1: (4, 8, 16, 32), 4: (2, 4, 8, 16), 16: (1, 2, 4, 8), 32: (1, 2, 4), 64: (1, 2, 3, 4)}
+BATCHES = (1, 4, 16, 32, 64)
 CTX = 32768
 
 
@@ -42,12 +44,15 @@ def time_variant(batch, hq, hkv, pool, override, gen):
     os.environ.pop(decode.CONFIG_ENV, None)
     time_us = bench.time_runs(wrappers, q, pool, out, lse, warmup=5, rep=15)
     moved = bench.bytes_moved(batch, hq, hkv, pool[0].element_size())
-    return time_us, moved / (time_us * 1e-6), wrappers[0].num_splits, wrappers[0].config
+    return time_us, moved / (time_us * 1e-6), wrappers[0].splits[pool[0].element_size() == 1], \
+        wrappers[0].configs[pool[0].element_size() == 1]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--g8", action="store_true", help="also sweep Hq 8 / Hkv 1")
+    ap.add_argument("--kv", default="bf16,fp8", help="KV dtypes to sweep (comma-separated: bf16, fp8)")
+    ap.add_argument("--batches", default=",".join(map(str, BATCHES)), help="batch sizes (comma-separated)")
     args = ap.parse_args()
     t0 = time.time()
     copy_bw = roofline.copy_bandwidth()
@@ -57,15 +62,17 @@ def main():
     best = {}
     for hq, hkv in shapes:
         for kv_dtype in (torch.bfloat16, torch.float8_e4m3fn):
-            pool = bench.make_pool(hkv, kv_dtype)
             kv = "fp8" if kv_dtype == torch.float8_e4m3fn else "bf16"
+            if kv not in args.kv.split(","):
+                continue
+            pool = bench.make_pool(hkv, kv_dtype)
             print(f"\n### Hq {hq} / Hkv {hkv}, {kv} KV: time us (fraction of copy bw) per split count")
-            for batch in BATCHES:
+            for batch in map(int, args.batches.split(",")):
                 splits = SPLITS[batch]
-                print("\n| B | tile (block_n,warps,stages) | auto | " + " | ".join(f"s={s}" for s in splits) + " |")
+                print("\n| B | config | auto | " + " | ".join(f"s={s}" for s in splits) + " |")
                 print("|---|---|---|" + "---|" * len(splits))
-                for tile in TILE_CONFIGS:
-                    base = {} if tile is None else dict(block_n=tile[0], warps=tile[1], stages=tile[2])
+                for tile in TILE_CONFIGS[kv]:
+                    base = dict(tile)
                     cells = []
                     for s in (None,) + splits:
                         override = dict(base, **({} if s is None else {"splits": s}))
@@ -75,12 +82,13 @@ def main():
                         except Exception as e:  # a config that fails to compile/launch is reported, not fatal
                             cells.append("err:" + type(e).__name__)
                             continue
-                        label = f"bn{cfg.block_n} w{cfg.num_warps} st{cfg.num_stages} s={used}"
+                        label = (f"bn{cfg.block_n} w{cfg.num_warps} st{cfg.num_stages} "
+                                 f"pdl{int(cfg.pdl)} s={used}")
                         cells.append(f"{t_us:.1f} ({bw / copy_bw:.2f})" + (f" s{used}" if s is None else ""))
                         key = (hq, hkv, kv, batch)
                         if key not in best or t_us < best[key][0]:
                             best[key] = (t_us, bw / copy_bw, label)
-                    name = "default" if tile is None else str(tile)
+                    name = ",".join(f"{k}={v}" for k, v in base.items()) or "default"
                     print(f"| {batch} | {name} | " + " | ".join(cells) + " |", flush=True)
             del pool
             torch.cuda.empty_cache()

@@ -352,6 +352,22 @@ def test_gpu_wrapper_cuda_graph_replay_with_changed_metadata():
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("kv_dtype", [torch.bfloat16, torch.float8_e4m3fn])
+def test_gpu_programmatic_launch_does_not_change_bits(monkeypatch, kv_dtype):
+    # Programmatic dependent launch changes when the split and merge kernels start, never the math.
+    case = _m3_case(3, 1, [5000, 0, 3000], torch.bfloat16, seed=16)
+    case["k"] = case["k"].to(kv_dtype)
+    case["v"] = case["v"].to(kv_dtype)
+    results = []
+    for pdl in (0, 1):
+        monkeypatch.setenv(decode.CONFIG_ENV, f"pdl={pdl}")
+        results.append(run_case(case))
+    assert decode.plan_launch(case["q"].device, 16, 3 * 4, 128, False, 16, 5000)[1] > 1  # the split path
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.gpu
+@needs_cuda
 def test_gpu_torch_compile_fullgraph():
     case = _m3_case(2, 2, [3000, 700], torch.bfloat16, hq=16, hkv=1, seed=14)
 

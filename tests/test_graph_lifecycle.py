@@ -73,12 +73,9 @@ def _functional_splits(case):
     """The split count sparse_decode_atten_func picks for this case (BF16 K/V)."""
     rows, hq, _ = case["q"].shape
     hkv = case["k"].shape[1]
-    override = decode.config_override()
-    cfg = decode.launch_config(case["q"].device, hq // hkv, case["blk_kv"], False, override)
     topk = None if case["q2k_indices"] is None else case["q2k_indices"].shape[2]
-    work = decode.split_work(topk, case["max_seqlen_k"], case["blk_kv"], cfg.block_n)
-    programs = rows * decode.head_blocks(hkv, hq // hkv, False)
-    return decode.choose_num_splits(programs, work, decode._sm_count(case["q"].device), override=override)
+    return decode.plan_launch(case["q"].device, hq // hkv, rows * decode.head_blocks(hkv, hq // hkv, False),
+                              case["blk_kv"], False, topk, case["max_seqlen_k"])[1]
 
 
 def _check_replay(wrapper, case, out, lse):

@@ -30,19 +30,25 @@ _INTERPRETER_ARCH = 12  # the interpreter runs the SM12x tile config
 # Split until the grid holds ~WAVES programs per SM. 2 from the H200 sweep (sweep_decode.py,
 # benchmarks/results/sweeps): at B=64 (256 programs) no split ran 70 us against 90-94 us for the
 # 3 splits WAVES=4 chose; B=16 was fastest at 4 splits and B=1/4 at 16, which WAVES=2 gives.
+# On Hopper a grid that fits one program per SM instead pipelines 3 tiles deep and splits to
+# one wave (see `one_wave`).
 WAVES = 2
-CONFIG_ENV = "MSA_DECODE_CONFIG"  # e.g. "splits=8,block_n=128,warps=4,stages=3" (benchmark sweeps)
-_CONFIG_KEYS = ("splits", "block_n", "warps", "stages", "waves")
+CONFIG_ENV = "MSA_DECODE_CONFIG"  # e.g. "splits=8,block_n=128,warps=4,stages=3,pdl=0" (benchmark sweeps)
+_CONFIG_KEYS = ("splits", "block_n", "warps", "stages", "waves", "pdl")
+_FLAG_KEYS = ("pdl",)  # 0 or 1
 
 
 class LaunchConfig(NamedTuple):
     block_n: int
     num_warps: int
     num_stages: int
+    fp8_cast: bool  # FP8 K/V converted by plain casts after shared-memory staging (else in registers)
+    pdl: bool  # programmatic dependent launch of split + merge (used only when the grid splits)
 
 
 def config_override():
-    """Parse MSA_DECODE_CONFIG ("key=int,..." with keys splits, block_n, warps, stages, waves)."""
+    """Parse MSA_DECODE_CONFIG ("key=int,..." with keys splits, block_n, warps, stages, waves,
+    pdl; pdl takes 0 or 1)."""
     text = os.environ.get(CONFIG_ENV, "").strip()
     if not text:
         return {}
@@ -50,8 +56,11 @@ def config_override():
     for item in text.split(","):
         key, _, value = item.partition("=")
         key = key.strip()
-        if key not in _CONFIG_KEYS or not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"{CONFIG_ENV}: bad item {item!r}; expected key=positive int, keys {_CONFIG_KEYS}")
+        lowest = 0 if key in _FLAG_KEYS else 1
+        if key not in _CONFIG_KEYS or not value.strip().isdigit() or int(value) < lowest or \
+                (key in _FLAG_KEYS and int(value) > 1):
+            raise ValueError(f"{CONFIG_ENV}: bad item {item!r}; expected key=positive int (pdl: 0 or 1), "
+                             f"keys {_CONFIG_KEYS}")
         out[key] = int(value)
     if out.get("block_n", 64) not in (64, 128, 256):
         raise ValueError(f"{CONFIG_ENV}: block_n must be 64, 128 or 256")
@@ -64,13 +73,40 @@ def _arch_major(device):
     return cuda_properties(device.index)[0]
 
 
-def launch_config(device, group, blk_kv, kv_fp8, override=None):
-    """Tile config for this device; MSA_DECODE_CONFIG entries replace the defaults."""
+def one_wave(device, programs):
+    """Hopper, and the unsplit grid fits one program per SM: a 16-bit launch pipelines 3 tiles
+    deep (139 KB of shared memory, one program per SM) and splits to one wave. H200 sweep: B=16
+    (64 programs) 2 splits x 3 stages 27 us against 30 us for 4 x 2; B=4 8 x 3 15.2 against 15.6.
+    FP8 (3 stages anyway, 2 programs per SM) kept WAVES: 4 splits 26.4 us against 29.9 for 2."""
+    return device.type == "cuda" and _arch_major(device) == 9 and 0 < programs <= _sm_count(device)
+
+
+def split_waves(device, programs, kv_fp8):
+    return 1 if one_wave(device, programs) and not kv_fp8 else WAVES
+
+
+def launch_config(device, group, blk_kv, kv_fp8, override=None, programs=0):
+    """Tile config for this device and unsplit grid size; MSA_DECODE_CONFIG entries replace the defaults."""
     override = config_override() if override is None else override
     block_g = kernels.block_g_for(group, kv_fp8)
-    block_n, warps, stages = kernels.default_config(_arch_major(device), block_g, blk_kv, kv_fp8)
+    arch = _arch_major(device)
+    block_n, warps, stages = kernels.default_config(arch, block_g, blk_kv, kv_fp8, one_wave(device, programs))
     block_n = min(override.get("block_n", block_n), blk_kv)
-    return LaunchConfig(block_n, override.get("warps", warps), override.get("stages", stages))
+    # The interpreter has no griddepcontrol; torch.compile's Triton wrapper takes no launch_pdl.
+    pdl = device.type == "cuda" and kernels.pdl_supported(arch) and not torch.compiler.is_compiling()
+    return LaunchConfig(block_n, override.get("warps", warps), override.get("stages", stages),
+                        kernels.fp8_cast_supported(arch), pdl and bool(override.get("pdl", 1)))
+
+
+def plan_launch(device, group, programs, blk_kv, kv_fp8, topk, max_seqlen_k, *, max_splits=MAX_SPLITS,
+                override=None):
+    """(LaunchConfig, split count) of the functional APIs for an unsplit grid of `programs`."""
+    override = config_override() if override is None else override
+    cfg = launch_config(device, group, blk_kv, kv_fp8, override, programs)
+    work = split_work(topk, max_seqlen_k, blk_kv, cfg.block_n)
+    splits = choose_num_splits(programs, work, _sm_count(device), max_splits=max_splits,
+                               waves=split_waves(device, programs, kv_fp8), override=override)
+    return cfg, splits
 
 
 def split_work(topk, max_seqlen_k, blk_kv, block_n):
@@ -99,8 +135,8 @@ def head_blocks(num_kv_heads, group, kv_fp8=False):
 
 def choose_num_splits(programs, work_items, sm_count, *, max_splits=MAX_SPLITS, max_grid_size=None, waves=WAVES,
                       override=None):
-    """Split the K/V tiles of each (row, head) program until the grid holds ~`waves` programs
-    per SM (decode is bound by loads in flight); a grid of >= waves-1 programs per SM is not split.
+    """Split the K/V tiles of each (row, head) program until the grid holds up to `waves`
+    programs per SM (decode is bound by loads in flight).
 
     `work_items` = K/V tiles one program walks (`split_work`). Splits are rounded so every
     split gets the same number of tiles. MSA_DECODE_CONFIG's splits/waves replace the heuristic.
@@ -109,10 +145,10 @@ def choose_num_splits(programs, work_items, sm_count, *, max_splits=MAX_SPLITS, 
     waves = override.get("waves", waves)
     if "splits" in override:
         splits = min(override["splits"], max(work_items, 1), max_splits)
-    elif programs <= 0 or work_items <= 1 or programs >= (waves - 1) * sm_count:
+    elif programs <= 0 or work_items <= 1:
         splits = 1
     else:
-        splits = min(math.ceil(waves * sm_count / programs), work_items, max_splits)
+        splits = max(1, min(waves * sm_count // programs, work_items, max_splits))
     if max_grid_size is not None and max_grid_size > 0:
         splits = max(1, min(splits, max_grid_size // max(programs, 1)))
     per_split = math.ceil(work_items / splits) if work_items > 0 else 1
@@ -125,6 +161,11 @@ def workspace_bytes(num_splits, rows, num_heads_q, head_dim):
     return num_splits * rows * num_heads_q * (head_dim + 1) * 4
 
 
+def _pdl_launch(pdl):
+    # Only passed when on: torch.compile's kernel wrapper does not know the option (and gets pdl=False).
+    return {"launch_pdl": True} if pdl else {}
+
+
 @triton_op(add_op_namespace_prefix("sparse_decode_fwd"), mutates_args={"out", "lse", "o_partial", "lse_partial"})
 def sparse_decode_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q2k_indices: Optional[torch.Tensor], seqused_k: torch.Tensor,
@@ -132,7 +173,7 @@ def sparse_decode_fwd(
     k_scale: Optional[torch.Tensor], v_scale: Optional[torch.Tensor], out: torch.Tensor, lse: torch.Tensor,
     o_partial: Optional[torch.Tensor], lse_partial: Optional[torch.Tensor],
     seqlen_q: int, blk_kv: int, causal: bool, softmax_scale: float, num_splits: int,
-    block_n: int, num_warps: int, num_stages: int,
+    block_n: int, num_warps: int, num_stages: int, fp8_cast: bool, pdl: bool,
 ) -> None:
     """Launch: `req_rows is None` selects the paged layout (`table` = page_table), else the
     token-slot layout (`table` = req_to_token, `req_rows` = slot_ids as int32)."""
@@ -143,6 +184,7 @@ def sparse_decode_fwd(
     kv_fp8 = k.dtype in FP8_DTYPES
     block_g = kernels.block_g_for(group, kv_fp8)
     split = num_splits > 1
+    pdl = pdl and split  # a lone kernel has no dependent of ours to overlap
     qk_scale_log2 = softmax_scale * LOG2E
     if paged:
         k_strides = (k.stride(0), k.stride(1), k.stride(2))
@@ -166,13 +208,15 @@ def sparse_decode_fwd(
         table.stride(0),
         int(causal), int(sink is not None and not split), int(k_scale is not None), int(v_scale is not None),
         HEAD_DIM=head_dim, BLOCK_G=block_g, BLOCK_N=block_n, TOPK_P2=kernels.TOPK_P2,
-        PAGED=paged, SPARSE=q2k_indices is not None, num_warps=num_warps, num_stages=num_stages,
+        PAGED=paged, SPARSE=q2k_indices is not None, FP8_CAST=fp8_cast, USE_PDL=pdl,
+        num_warps=num_warps, num_stages=num_stages, **_pdl_launch(pdl),
     )
     if split:
         wrap_triton(kernels.split_merge_kernel)[(rows, num_heads_q)](
             o_partial, lse_partial, q, lse if sink is None else sink, out, lse,
             qk_scale_log2, rows, num_heads_q, num_splits, q.stride(0), q.stride(1), int(sink is not None),
-            HEAD_DIM=head_dim, BLOCK_S=kernels.merge_block_s(num_splits), num_warps=4, num_stages=1,
+            HEAD_DIM=head_dim, BLOCK_S=kernels.merge_block_s(num_splits), USE_PDL=pdl, num_warps=4, num_stages=1,
+            **_pdl_launch(pdl),
         )
 
 
@@ -322,12 +366,11 @@ def sparse_decode_atten_func(q, k, v, q2k_indices=None, *, page_table, seqused_k
     lse = torch.empty(rows, num_heads_q, dtype=torch.float32, device=q.device)
     if rows == 0:
         return _finish(out, lse, return_softmax_lse)
-    override = config_override()
-    cfg = launch_config(q.device, num_heads_q // num_kv_heads, blk_kv, k.dtype in FP8_DTYPES, override)
-    work = split_work(None if q2k_indices is None else q2k_indices.shape[2], max_seqlen_k, blk_kv, cfg.block_n)
-    programs = rows * head_blocks(num_kv_heads, num_heads_q // num_kv_heads, k.dtype in FP8_DTYPES)
-    num_splits = choose_num_splits(programs, work,
-                                   _sm_count(q.device), max_splits=max_splits or MAX_SPLITS, override=override)
+    kv_fp8 = k.dtype in FP8_DTYPES
+    group = num_heads_q // num_kv_heads
+    cfg, num_splits = plan_launch(q.device, group, rows * head_blocks(num_kv_heads, group, kv_fp8), blk_kv, kv_fp8,
+                                  None if q2k_indices is None else q2k_indices.shape[2], max_seqlen_k,
+                                  max_splits=max_splits or MAX_SPLITS)
     if num_splits > 1 and O_partial is None:
         O_partial = torch.empty(num_splits, rows, num_heads_q, head_dim, dtype=torch.float32, device=q.device)
         LSE_partial = torch.empty(num_splits, rows, num_heads_q, dtype=torch.float32, device=q.device)
@@ -406,35 +449,39 @@ class SparseDecodePagedAttentionWrapper:
     def _allocate(self, num_qo_heads, num_kv_heads, device):
         max_grid_size, fixed_split_size, disable_split_kv = self._split_options
         override = config_override()
-        # The KV dtype is known at run: keep the config of each (same BLOCK_N, so same splits).
-        self.configs = {fp8: launch_config(device, num_qo_heads // num_kv_heads, self.blk_kv, fp8, override)
-                        for fp8 in (False, True)}
-        self.config = self.configs[False]
+        group = num_qo_heads // num_kv_heads
         topk = None if self.q2k_indices is None else self.q2k_indices.shape[2]
-        work = split_work(topk, self.max_seqlen_k, self.blk_kv, self.config.block_n)
-        programs = self.rows * head_blocks(num_kv_heads, num_qo_heads // num_kv_heads)
-        if disable_split_kv or work == 0:
-            splits = 1
-        elif fixed_split_size is not None:  # KV blocks per split
-            per_split = fixed_split_size * (self.blk_kv // self.config.block_n)
-            splits = min(math.ceil(work / per_split), MAX_SPLITS)
-        else:
-            splits = choose_num_splits(programs, work, _sm_count(device), max_grid_size=max_grid_size,
-                                       override=override)
-        if max_grid_size is not None:
-            splits = max(1, min(splits, max_grid_size // max(programs, 1)))
-        self.num_qo_heads, self.num_kv_heads, self.num_splits = num_qo_heads, num_kv_heads, splits
+        # The KV dtype is known at run: plan both, and size the workspace for the larger split.
+        self.configs, self.splits = {}, {}
+        for fp8 in (False, True):
+            programs = self.rows * head_blocks(num_kv_heads, group, fp8)
+            cfg = launch_config(device, group, self.blk_kv, fp8, override, programs)
+            work = split_work(topk, self.max_seqlen_k, self.blk_kv, cfg.block_n)
+            if disable_split_kv or work == 0:
+                splits = 1
+            elif fixed_split_size is not None:  # KV blocks per split
+                per_split = fixed_split_size * (self.blk_kv // cfg.block_n)
+                splits = min(math.ceil(work / per_split), MAX_SPLITS)
+            else:
+                splits = choose_num_splits(programs, work, _sm_count(device), max_grid_size=max_grid_size,
+                                           waves=split_waves(device, programs, fp8), override=override)
+            if max_grid_size is not None:
+                splits = max(1, min(splits, max_grid_size // max(programs, 1)))
+            self.configs[fp8], self.splits[fp8] = cfg, splits
+        self.config, self.num_splits = self.configs[False], self.splits[False]  # the BF16/FP16 plan
+        self.num_qo_heads, self.num_kv_heads = num_qo_heads, num_kv_heads
         self.lse_buffer = torch.empty(self.rows, num_qo_heads, dtype=torch.float32, device=device)
-        if splits > 1:
-            self.o_partial = torch.empty(splits, self.rows, num_qo_heads, self.head_dim, dtype=torch.float32,
+        most = max(self.splits.values())
+        if most > 1:
+            self.o_partial = torch.empty(most, self.rows, num_qo_heads, self.head_dim, dtype=torch.float32,
                                          device=device)
-            self.lse_partial = torch.empty(splits, self.rows, num_qo_heads, dtype=torch.float32, device=device)
+            self.lse_partial = torch.empty(most, self.rows, num_qo_heads, dtype=torch.float32, device=device)
 
     @property
     def workspace_bytes(self):
         if not self._planned or self.num_splits is None:
             return 0
-        return workspace_bytes(self.num_splits, self.rows, self.num_qo_heads, self.head_dim)
+        return workspace_bytes(max(self.splits.values()), self.rows, self.num_qo_heads, self.head_dim)
 
     def run(self, q, k, v, *, softmax_scale=None, return_softmax_lse=False, out=None, lse=None,
             k_scale=None, v_scale=None):
@@ -478,6 +525,6 @@ class SparseDecodePagedAttentionWrapper:
         if rows:
             sparse_decode_fwd(q, k, v, self.q2k_indices, self.seqused_k, self.page_table, None, None, k_scale,
                               v_scale, out, lse, self.o_partial, self.lse_partial, self.seqlen_q, self.blk_kv,
-                              self.causal, scale, self.num_splits,
+                              self.causal, scale, self.splits[k.dtype in FP8_DTYPES],
                               *self.configs[k.dtype in FP8_DTYPES])
         return _finish(out, lse, return_softmax_lse)

@@ -19,18 +19,13 @@ from ._checks import (
     check_token_slot_metadata,
 )
 from .decode import (
-    MAX_SPLITS,
-    _sm_count,
-    config_override,
     check_decode_q,
     check_kv_dtype,
     check_selection,
-    choose_num_splits,
     head_blocks,
-    launch_config,
     out_dtype_for,
+    plan_launch,
     sparse_decode_fwd,
-    split_work,
 )
 from .reference.attention import default_scale
 from .reference.decode import token_slot_decode_reference
@@ -84,12 +79,10 @@ def token_slot_decode(q, sink, k_cache, v_cache, req_to_token, seq_lens, slot_id
     lse = torch.empty(batch, num_heads_q, dtype=torch.float32, device=q.device)
     if batch == 0:
         return (out, lse) if return_softmax_lse else out
-    override = config_override()
-    cfg = launch_config(q.device, num_heads_q // num_kv_heads, block_size, k_cache.dtype in FP8_DTYPES, override)
-    work = split_work(None if topk_idx is None else topk_idx.shape[2], req_to_token.shape[1], block_size,
-                      cfg.block_n)
-    num_splits = choose_num_splits(batch * head_blocks(num_kv_heads, num_heads_q // num_kv_heads), work,
-                                   _sm_count(q.device), max_splits=MAX_SPLITS, override=override)
+    kv_fp8 = k_cache.dtype in FP8_DTYPES
+    group = num_heads_q // num_kv_heads
+    cfg, num_splits = plan_launch(q.device, group, batch * head_blocks(num_kv_heads, group, kv_fp8), block_size, kv_fp8,
+                                  None if topk_idx is None else topk_idx.shape[2], req_to_token.shape[1])
     o_partial = lse_partial = None
     if num_splits > 1:
         o_partial = torch.empty(num_splits, batch, num_heads_q, head_dim, dtype=torch.float32, device=q.device)
