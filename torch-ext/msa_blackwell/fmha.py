@@ -136,7 +136,11 @@ def _proxy_fmha_op(
     kv_indices: torch.Tensor, qo_offset: torch.Tensor, max_seqlen_q: int, page_size: int, causal: bool,
     output_o: bool, output_maxscore: bool, sm_scale: float, qk_scale: float, v_scale: float,
 ) -> None:
-    half = torch.float16 if q.dtype == torch.float16 else torch.bfloat16
+    # FP8 Q and K scores only: fp16 dot operands. Every E4M3 value is exact in fp16, and e4m3 -> fp16
+    # is one instruction per pair where e4m3 -> bf16 takes several. (With the output the fp16 tiles
+    # spill on SM12x at D=64, so that variant stays bf16.)
+    fp16_dot = q.dtype == torch.float16 or (q.dtype in FP8_DTYPES and not output_o)
+    half = torch.float16 if fp16_dot else torch.bfloat16
     kernels.launch_proxy_fmha(
         wrap_triton, q, k, v, out, max_score, cu_seqlens_q, cu_seqlens_k, cu_page_offsets, kv_indices, qo_offset,
         max_seqlen_q, page_size, causal, output_o, output_maxscore, sm_scale, qk_scale, v_scale,
