@@ -430,7 +430,7 @@ def gate_cases():
                     constexprs={"BLOCK": AMAX_BLOCK}, num_warps=NUM_WARPS, aligned_ints=("n",),
                 ))
             for groups, warps in QUANTIZE_CONFIGS:
-                cases.append(GateCase(
+                case = GateCase(
                     name=f"nvfp4_quantize[{tname},G{groups},w{warps}{tag}]", fn=nvfp4_quantize_kernel,
                     signature={"x_ptr": "*i32", "amax_ptr": "*fp32", "global_ptr": "*fp32", "data_ptr": "*i32",
                                "scale_ptr": "*u8", "n_groups": "i32", "cols": "i32", "tiles_n": "i32",
@@ -438,10 +438,11 @@ def gate_cases():
                                "FP16": "constexpr", "INTERPRETED": "constexpr"},
                     constexprs={"GROUPS": groups, "FP16": tname == "fp16", "INTERPRETED": False},
                     num_warps=warps, aligned_ints=aligned,
-                ))
+                )
+                cases += [case] + ([_ones_variant(case)] if not aligned and (groups, warps) == QUANTIZE_CONFIG else [])
         for words, warps in DEQUANTIZE_CONFIGS:
             for apply_global in (True, False):
-                cases.append(GateCase(
+                case = GateCase(
                     name=f"nvfp4_dequantize[bf16,W{words},w{warps},global={int(apply_global)}{tag}]",
                     fn=nvfp4_dequantize_kernel,
                     signature={"data_ptr": "*u8", "scale_ptr": "*u8", "global_ptr": "*fp32", "out_ptr": "*bf16",
@@ -450,8 +451,9 @@ def gate_cases():
                                "INTERPRETED": "constexpr"},
                     constexprs={"WORDS": words, "APPLY_GLOBAL": apply_global, "INTERPRETED": False},
                     num_warps=warps, aligned_ints=aligned,
-                ))
-    return cases + _ones_cases(cases)
+                )
+                cases += [case] + ([_ones_variant(case)] if not aligned and (words, warps) == DEQUANTIZE_CONFIG else [])
+    return cases
 
 
 # A launch also turns an integer argument equal to 1 into a compile-time constant (a D = 32
@@ -459,12 +461,7 @@ def gate_cases():
 _ONES = {"n_groups": 1, "cols": 1, "tiles_n": 1, "cols_shift": 1}
 
 
-def _ones_cases(cases):
-    defaults = ("G{},w{}]".format(*QUANTIZE_CONFIG), "W{},w{},".format(*DEQUANTIZE_CONFIG))
-    out = []
-    for case in cases:
-        if any(d in case.name for d in defaults) and ",n16" not in case.name:
-            signature = dict(case.signature, **{k: "constexpr" for k in _ONES})
-            out.append(dataclasses.replace(case, name=case.name[:-1] + ",ones]", signature=signature,
-                                           constexprs=dict(case.constexprs, **_ONES)))
-    return out
+def _ones_variant(case):
+    signature = dict(case.signature, **{k: "constexpr" for k in _ONES})
+    return dataclasses.replace(case, name=case.name[:-1] + ",ones]", signature=signature,
+                               constexprs=dict(case.constexprs, **_ONES))
