@@ -115,6 +115,10 @@ def test_validation_md_renders_fuzz_rows():
     # per-process results decide when present; a run killed before pytest reported gets no verdict
     per_proc = dict(fuzz, results={"test_fuzz_a": {"rc": 0}, "test_fuzz_b": {"rc": 1}, "test_fuzz_c": {"rc": 0}})
     assert [r[3] for r in write_reports.fuzz_rows(dict(run, fuzz=per_proc))] == ["pass", "FAIL", "FAIL"]
+    timed_out = dict(fuzz, results={"test_fuzz_a": {"rc": 0}, "test_fuzz_b": {"rc": 1},
+                                    "test_fuzz_c": {"rc": "timeout", "seconds": 300.4}})
+    assert write_reports.fuzz_rows(dict(run, fuzz=timed_out))[2] == (
+        "c", 120, 500, "no verdict", "killed at its 300 s limit before it reported")
     killed = dict(fuzz, tests={})
     assert [r[3] for r in write_reports.fuzz_rows(dict(run, fuzz=killed))] == ["no verdict"] * 3
     assert "### Property-based fuzzing (hypothesis)" not in write_reports.validation_md([dict(run, fuzz={})])

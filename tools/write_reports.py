@@ -195,8 +195,13 @@ def fuzz_rows(run):
         if n > required:  # hypothesis runs extra calls only to shrink or replay a failing example
             note = "more calls than examples: a failing example was shrunk or replayed"
         if results is not None:
-            ok = results.get(name, {}).get("rc") == 0 and n >= required
-            verdict = "pass" if ok else "FAIL"
+            result = results.get(name, {})
+            if result.get("rc") == "timeout":
+                # Killed at its limit before pytest reported: neither a pass nor a known failure.
+                verdict = "no verdict"
+                note = note or f"killed at its {result.get('seconds', 0):.0f} s limit before it reported"
+            else:
+                verdict = "pass" if result.get("rc") == 0 and n >= required else "FAIL"
         elif not tests:
             verdict = "no verdict"
             note = note or "the run was killed before pytest reported"
