@@ -99,12 +99,12 @@ def launch_config(device, group, blk_kv, kv_fp8, override=None, programs=0):
 
 
 def plan_launch(device, group, programs, blk_kv, kv_fp8, topk, max_seqlen_k, *, max_splits=MAX_SPLITS,
-                override=None):
-    """(LaunchConfig, split count) of the functional APIs for an unsplit grid of `programs`."""
+                max_grid_size=None, override=None):
+    """(LaunchConfig, split count) for an unsplit grid of `programs`."""
     override = config_override() if override is None else override
     cfg = launch_config(device, group, blk_kv, kv_fp8, override, programs)
     work = split_work(topk, max_seqlen_k, blk_kv, cfg.block_n)
-    splits = choose_num_splits(programs, work, _sm_count(device), max_splits=max_splits,
+    splits = choose_num_splits(programs, work, _sm_count(device), max_splits=max_splits, max_grid_size=max_grid_size,
                                waves=split_waves(device, programs, kv_fp8), override=override)
     return cfg, splits
 
@@ -455,20 +455,18 @@ class SparseDecodePagedAttentionWrapper:
         self.configs, self.splits = {}, {}
         for fp8 in (False, True):
             programs = self.rows * head_blocks(num_kv_heads, group, fp8)
-            cfg = launch_config(device, group, self.blk_kv, fp8, override, programs)
+            cfg, splits = plan_launch(device, group, programs, self.blk_kv, fp8, topk, self.max_seqlen_k,
+                                      max_grid_size=max_grid_size, override=override)
             work = split_work(topk, self.max_seqlen_k, self.blk_kv, cfg.block_n)
             if disable_split_kv or work == 0:
                 splits = 1
             elif fixed_split_size is not None:  # KV blocks per split
                 per_split = fixed_split_size * (self.blk_kv // cfg.block_n)
                 splits = min(math.ceil(work / per_split), MAX_SPLITS)
-            else:
-                splits = choose_num_splits(programs, work, _sm_count(device), max_grid_size=max_grid_size,
-                                           waves=split_waves(device, programs, fp8), override=override)
-            if max_grid_size is not None:
-                splits = max(1, min(splits, max_grid_size // max(programs, 1)))
+                if max_grid_size is not None:
+                    splits = max(1, min(splits, max_grid_size // max(programs, 1)))
             self.configs[fp8], self.splits[fp8] = cfg, splits
-        self.config, self.num_splits = self.configs[False], self.splits[False]  # the BF16/FP16 plan
+        self.num_splits = self.splits[False]  # the BF16/FP16 plan
         self.num_qo_heads, self.num_kv_heads = num_qo_heads, num_kv_heads
         self.lse_buffer = torch.empty(self.rows, num_qo_heads, dtype=torch.float32, device=device)
         most = max(self.splits.values())
