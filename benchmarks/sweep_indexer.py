@@ -64,21 +64,40 @@ def sweep_prefill(mm_rate):
     us_deq = roofline.time_us(lambda: (
         kern.launch_fp4_dequant(lambda f: f, q, qs, deq_q, hq, -(-lq // 128), 32, True, True, True),
         kern.launch_fp4_dequant(lambda f: f, k, ks, deq_k, hq, 1, 32, True, True, False)), warmup=3, rep=20)
-    print(f"\n## FP4 prefill scorer q{lq} k{lk} Hq{hq} D{d} causal mxfp4 (dequant Q+K alone: {us_deq:.0f} us)")
-    print("| proxy_ms (M, BLOCK_N, warps, stages) | time us | TFLOP/s | of bf16 mm |")
-    print("|---|---|---|---|")
-    for cfg in [None, (128, 64, 8, 2), (128, 128, 8, 3), (128, 128, 4, 2), (64, 128, 4, 2), (128, 32, 8, 2),
-                (256, 64, 8, 2), (256, 128, 8, 2), (128, 128, 8, 1)]:
+    plan = bench.fmha.fmha_sm12x_plan([lq], [lk], hq, 1, page_size=bench.PF_PAGE, output_maxscore=True,
+                                      device="cuda")
+    runs = {"mxfp4": run}
+    for dtype in (torch.bfloat16, torch.float16, torch.float8_e4m3fn):
+        qh = torch.randn(lq, hq, d, device="cuda", dtype=torch.bfloat16).to(dtype)
+        kh = torch.randn(geo["pages"], 1, bench.PF_PAGE, d, device="cuda", dtype=torch.bfloat16).to(dtype)
+        runs[str(dtype).replace("torch.", "")] = (
+            lambda qh=qh, kh=kh: bench.fmha.fmha_sm12x(qh, kh, kh, plan, geo["kv_indices"], output_o=False))
+    print(f"\n## Prefill scorer q{lq} k{lk} Hq{hq} D{d} causal: mxfp4 (dequant Q+K alone: {us_deq:.0f} us), "
+          "and fmha_sm12x scores only on bf16 / fp16 / fp8 Q+K")
+    print("| proxy_ms (M, BLOCK_N, warps, stages) | " + " | ".join(f"{n} us (of bf16 mm)" for n in runs) + " |")
+    print("|---" * (1 + len(runs)) + "|")
+    for cfg in [None, (128, 128, 4, 2), (256, 128, 8, 2), (128, 64, 4, 3), (64, 128, 4, 3)]:
         kern.TUNING.clear()
         if cfg:
             kern.TUNING["proxy_ms"] = cfg
-        try:
-            us = roofline.time_us(run, warmup=3, rep=20)
-        except Exception as e:  # a variant that does not compile / fit on this card
-            print(f"| {cfg or 'default'} | failed: {type(e).__name__} | | |")
-            continue
-        tf = flops / (us * 1e-6) / 1e12
-        print(f"| {cfg or 'default'} | {us:.0f} | {tf:.0f} | {tf * 1e12 / mm_rate:.2f} |", flush=True)
+        cells = []
+        for fn in runs.values():
+            try:
+                us = roofline.time_us(fn, warmup=3, rep=20)
+            except Exception as e:  # a variant that does not compile / fit on this card
+                cells.append(f"failed: {type(e).__name__}")
+                continue
+            cells.append(f"{us:.0f} ({flops / (us * 1e-6) / mm_rate:.2f})")
+        print(f"| {cfg or 'default'} | " + " | ".join(cells) + " |", flush=True)
+    kern.TUNING.clear()
+    k8 = torch.randn(geo["pages"], 1, bench.PF_PAGE, d, device="cuda", dtype=torch.bfloat16).to(torch.float8_e4m3fn)
+    wide = torch.empty(k8.shape, dtype=torch.float16, device="cuda")
+    us = roofline.time_us(lambda: kern.launch_widen_pages(lambda f: f, k8, geo["kv_indices"], wide), warmup=3, rep=20)
+    print(f"- FP8 K pages widened to fp16 alone: {us:.1f} us")
+    kern.TUNING["proxy_widen_fp8"] = False
+    us = roofline.time_us(runs["float8_e4m3fn"], warmup=3, rep=20)
+    print(f"- fp8, default config, K widened in every tile (no up-front widening): {us:.0f} us "
+          f"({flops / (us * 1e-6) / mm_rate:.2f})")
     kern.TUNING.clear()
 
 

@@ -98,6 +98,23 @@ def test_triton_matches_reference(page_size, causal):
     assert_close(out, ms, ro, rms, 2e-2)
 
 
+@pytest.mark.triton
+@needs_triton
+@pytest.mark.parametrize("page_size", [-1, 16, 64, 256])
+@pytest.mark.parametrize("causal", [True, False])
+def test_triton_scores_only_matches_reference(page_size, causal):
+    # whole tiles (plain max) and partial ones (masked: past the keys, the causal edge, a bad page)
+    plan = fmha.fmha_sm12x_plan([3, 20], [150, 330], 4, 2, page_size=page_size, output_maxscore=True, causal=causal,
+                                device=TRITON_DEVICE)
+    q, k, v, kv_indices = make_inputs(plan, 32, TRITON_HALF, TRITON_DEVICE, seed=page_size + 1)
+    if kv_indices is not None:
+        kv_indices[-1] = -5
+    out, ms = fmha.fmha_sm12x(q, k, v, plan, kv_indices, output_o=False)
+    _, rms = reference(q, k, v, plan, kv_indices)
+    assert out is None
+    assert_close(None, ms, None, rms, 0)
+
+
 @pytest.mark.sanitize
 @pytest.mark.triton
 @needs_triton
@@ -142,6 +159,25 @@ def test_gpu_fp8_scales():
     ro, rms = reference(q8.float(), k8.float(), v8.float(), plan, None, q_scale=0.5, k_scale=2.0, v_scale=0.25)
     assert out.dtype == torch.bfloat16
     assert_close(out, ms, ro.bfloat16().float(), rms, 0.125)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("page_size", [-1, 64])
+@pytest.mark.parametrize("q_scale", [0.5, -0.5, 0.0])
+def test_gpu_fp8_scores_only_scale_sign(q_scale, page_size):
+    # A positive scale is applied to each tile's max, others to every score; on Hopper the FP8 K
+    # pages are widened up front (bad page ids stay invisible). All match the reference.
+    plan = fmha.fmha_sm12x_plan([300, 40], [900, 200], 8, 2, page_size=page_size, output_maxscore=True,
+                                device="cuda")
+    q, k, v, kv_indices = make_inputs(plan, 128, torch.float32, "cuda", seed=6)
+    if kv_indices is not None:
+        kv_indices[3] = k.shape[0] + 5
+        kv_indices[-1] = -1
+    q8, k8 = q.to(torch.float8_e4m3fn), k.to(torch.float8_e4m3fn)
+    _, ms = fmha.fmha_sm12x(q8, k8, k8, plan, kv_indices, output_o=False, q_scale=q_scale, k_scale=2.0)
+    _, rms = reference(q8.float(), k8.float(), k8.float(), plan, kv_indices, q_scale=q_scale, k_scale=2.0)
+    assert_close(None, ms, None, rms, 0)
 
 
 @pytest.mark.gpu

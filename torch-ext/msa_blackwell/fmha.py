@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from torch.library import triton_op, wrap_triton
 
-from ._backend import add_op_namespace_prefix, use_triton
+from ._backend import add_op_namespace_prefix, cuda_properties, use_triton
 from ._checks import FP8_DTYPES, HALF_DTYPES, check_float, check_int, check_same_device, check_shape, check_tensor
 from .indexer import dot_dtype_for
 from .reference.attention import default_scale
@@ -141,11 +141,35 @@ def _proxy_fmha_op(
     # spill on SM12x at D=64, so that variant stays bf16.)
     fp16_dot = q.dtype == torch.float16 or (q.dtype in FP8_DTYPES and not output_o)
     half = torch.float16 if fp16_dot else torch.bfloat16
+    if (not output_o and k.dtype in FP8_DTYPES and q.is_cuda and cuda_properties(q.device.index)[0] == 9
+            and kernels.TUNING.get("proxy_widen_fp8", True)):
+        q, k, kv_indices = _widened_scores_operands(q, k, kv_indices, page_size, half)
     kernels.launch_proxy_fmha(
         wrap_triton, q, k, v, out, max_score, cu_seqlens_q, cu_seqlens_k, cu_page_offsets, kv_indices, qo_offset,
         max_seqlen_q, page_size, causal, output_o, output_maxscore, sm_scale, qk_scale, v_scale,
         dot_dtype_for(q, half),
     )
+
+
+def _widened_scores_operands(q, k, kv_indices, page_size, half):
+    """Hopper, FP8 K scores only: Q and K widened to `half` once, K as the pages kv_indices lists
+    (a large pool is not copied), with kv_indices renumbered to them. wgmma reads K from shared
+    memory, so a tile widened in the kernel makes a shared-memory round trip in every query tile
+    that reads it (H200: 2.1x slower); a Q widened in the kernel becomes a register operand, which
+    is as slow. SM12x's mma.sync widens in registers and keeps the FP8 tiles. Exact: every E4M3
+    value is a `half` value."""
+    if q.dtype in FP8_DTYPES:
+        q = q.to(half)
+    if page_size == 0:
+        return q, k.to(half), kv_indices
+    if not k[0].is_contiguous():  # pages the widening kernel cannot stream: widen in the kernel
+        return q, k, kv_indices
+    wide = torch.empty((kv_indices.shape[0],) + tuple(k.shape[1:]), dtype=half, device=k.device)
+    if wide.numel():
+        kernels.launch_widen_pages(wrap_triton, k, kv_indices, wide)
+    readable = (kv_indices >= 0) & (kv_indices < k.shape[0])
+    renumbered = torch.where(readable, torch.arange(kv_indices.shape[0], device=k.device, dtype=torch.int32), -1)
+    return q, wide, renumbered.to(torch.int32)
 
 
 def _scalar(name, value):

@@ -129,6 +129,32 @@ def launch_fp4_dequant(wrap, src, scale, dst, num_heads, row_tiles, group, mxfp4
     )
 
 
+# --------------------------------------------------------------------------- FP8 page widening
+
+
+WIDEN_BLOCK = 4096  # elements per program
+
+
+@triton.jit
+def widen_pages_kernel(src_ptr, page_ids_ptr, dst_ptr, num_src_pages, page_stride, page_elems, BLOCK: tl.constexpr):
+    """dst page i = src page page_ids[i] converted to dst's dtype (zeros for an out-of-range id);
+    each page's elements are contiguous, pages `page_stride` apart."""
+    i = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    page = tl.load(page_ids_ptr + i)
+    ok = (page >= 0) & (page < num_src_pages)
+    src = src_ptr + tl.where(ok, page, 0).to(tl.int64) * page_stride
+    x = tl.load(src + offs, mask=(offs < page_elems) & ok, other=0.0)
+    tl.store(dst_ptr + i.to(tl.int64) * page_elems + offs, x.to(dst_ptr.dtype.element_ty), mask=offs < page_elems)
+
+
+def launch_widen_pages(wrap, src, page_ids, dst):
+    """src [P, ...] with contiguous pages, page_ids [N] int32, dst [N, ...] contiguous (the wider dtype)."""
+    page_elems = src[0].numel()
+    wrap(widen_pages_kernel)[(page_ids.shape[0], triton.cdiv(page_elems, WIDEN_BLOCK))](
+        src, page_ids, dst, src.shape[0], src.stride(0), page_elems, BLOCK=WIDEN_BLOCK, num_warps=4, num_stages=1)
+
+
 # --------------------------------------------------------------------------- proxy FMHA / block-max scorer
 
 
@@ -148,13 +174,22 @@ def _kv_rows(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_si
 
 
 @triton.jit
+def _emit_tile_max(tile_max, s_max, n, ms_ptr, ms_row, total_q, row_ok, SUBS: tl.constexpr):
+    """Folds sub-tile n's row maxima into the 128-key tile's and stores it after the tile's last sub-tile."""
+    tile_max = tl.maximum(tile_max, s_max)
+    last = n % SUBS == SUBS - 1
+    tl.store(ms_ptr + ms_row + tl.cast(n // SUBS, tl.int64) * total_q, tile_max, mask=row_ok & last)
+    return tl.where(last, float("-inf"), tile_max)
+
+
+@triton.jit
 def proxy_fmha_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, ms_ptr, cu_q_ptr, cu_k_ptr, cu_p_ptr, kv_idx_ptr, qo_off_ptr,
     total_q, num_tiles_out, num_kv_idx, num_pages, page_size, group_size, heads_per_prog, num_head_chunks, causal,
     sm_scale, qk_scale, v_scale,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_ks, stride_vt, stride_vh, stride_vs, stride_ot, stride_oh,
     D: tl.constexpr, PAGED: tl.constexpr, OUTPUT_O: tl.constexpr, OUTPUT_MS: tl.constexpr,
-    M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr, SCALE_AFTER_MAX: tl.constexpr,
 ):
     """Rows (token, head) x keys in BLOCK_N sub-tiles of the 128-key max_score tiles; optional online softmax."""
     SUBS: tl.constexpr = 128 // BLOCK_N
@@ -185,6 +220,7 @@ def proxy_fmha_kernel(
     n_tiles = tl.cdiv(k_len, 128)
     j_end = n_tiles
     key_limit = t_local * 0 + 2147483647  # last visible key position per row
+    qo_off = 0
     if causal:
         qo_off = tl.load(qo_off_ptr + b)
         last_pos = tl.minimum(t0 + block_t, q_len) - 1 + qo_off
@@ -197,21 +233,50 @@ def proxy_fmha_kernel(
     tile_max = tl.full([M], float("-inf"), tl.float32)
     ms_row = head.to(tl.int64) * num_tiles_out * total_q + t_glob
     cols = tl.arange(0, BLOCK_N)
-    for n in range(0, j_end * SUBS):
+
+    # Scores only: the sub-tiles every row of the program sees whole (all but the causal edge and the
+    # last, partial one) run without per-element masks. A sub-tile inside one page has one page id,
+    # so a bad page blanks the whole sub-tile; a positive scale is applied to the row max (the same
+    # fp32 product as scaling every element).
+    n_whole = 0
+    if not OUTPUT_O:
+        n_whole = k_len // BLOCK_N
+        if causal:
+            n_whole = tl.minimum(n_whole, tl.maximum(t0 + qo_off + 1, 0) // BLOCK_N)
+        if PAGED:
+            n_whole = tl.where(page_size % BLOCK_N == 0, n_whole, 0)
+        n_whole = tl.minimum(n_whole, j_end * SUBS)
+    for n in range(0, n_whole):
+        pos = n * BLOCK_N + cols
+        if PAGED:
+            idx = page_base + (n * BLOCK_N) // page_size
+            page = tl.load(kv_idx_ptr + idx, mask=idx < num_kv_idx, other=-1).to(tl.int64)
+            page_ok = (page >= 0) & (page < num_pages)
+            k_off = page * stride_kt + (pos % page_size).to(tl.int64) * stride_ks
+            k = tl.load(k_ptr + (k_off + g * stride_kh)[:, None] + dims[None, :], mask=page_ok, other=0.0)
+        else:
+            k_off = (k_start + pos).to(tl.int64) * stride_kt
+            k = tl.load(k_ptr + (k_off + g * stride_kh)[:, None] + dims[None, :])
+        s = tl.dot(q, tl.trans(k.to(DOT_DTYPE)))
+        if SCALE_AFTER_MAX:
+            s_max = tl.max(s, axis=1) * qk_scale
+        else:
+            s_max = tl.max(s * qk_scale, axis=1)
+        if PAGED:
+            s_max = tl.where(page_ok, s_max, float("-inf"))
+        tile_max = _emit_tile_max(tile_max, s_max, n, ms_ptr, ms_row, total_q, row_ok, SUBS)
+
+    for n in range(n_whole, j_end * SUBS):
         pos = n * BLOCK_N + cols
         kv_row, kv_slot, key_ok = _kv_rows(pos, k_start, page_base, kv_idx_ptr, num_kv_idx, num_pages, page_size,
                                            pos < k_len, PAGED)
         k_off = kv_row * stride_kt + kv_slot * stride_ks
         k = tl.load(k_ptr + (k_off + g * stride_kh)[:, None] + dims[None, :], mask=key_ok[:, None], other=0.0)
         s = tl.dot(q, tl.trans(k.to(DOT_DTYPE))) * qk_scale
-        visible = key_ok[None, :] & (pos[None, :] <= key_limit[:, None])
-        s = tl.where(visible, s, float("-inf"))
+        s = tl.where(key_ok[None, :] & (pos[None, :] <= key_limit[:, None]), s, float("-inf"))
         s_max = tl.max(s, axis=1)
         if OUTPUT_MS:
-            tile_max = tl.maximum(tile_max, s_max)
-            last = n % SUBS == SUBS - 1
-            tl.store(ms_ptr + ms_row + tl.cast(n // SUBS, tl.int64) * total_q, tile_max, mask=row_ok & last)
-            tile_max = tl.where(last, float("-inf"), tile_max)
+            tile_max = _emit_tile_max(tile_max, s_max, n, ms_ptr, ms_row, total_q, row_ok, SUBS)
         if OUTPUT_O:
             m_new = tl.maximum(m_i, s_max)
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -272,7 +337,8 @@ def launch_proxy_fmha(wrap, q, k, v, out, max_score, cu_q, cu_k, cu_p, kv_indice
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), slot_k, v.stride(0), v.stride(1), slot_v,
         out.stride(0), out.stride(1),
         D=d, PAGED=page_size > 0, OUTPUT_O=output_o, OUTPUT_MS=output_ms,
-        M=m, BLOCK_N=block_n, DOT_DTYPE=dot_dtype, num_warps=warps, num_stages=stages,
+        M=m, BLOCK_N=block_n, DOT_DTYPE=dot_dtype, SCALE_AFTER_MAX=not output_o and qk_scale > 0,
+        num_warps=warps, num_stages=stages,
     )
 
 
@@ -426,11 +492,13 @@ def _proxy_cases():
     cases = []
     for q_t, kv_t, o_t in _PROXY_DTYPES:
         for d in HEAD_DIMS:
-            for output_o, output_ms in ((True, True), (True, False), (False, True)):
+            # scores only: SCALE_AFTER_MAX for qk_scale > 0, the per-element scale otherwise
+            for output_o, output_ms, after_max in ((True, True, False), (True, False, False), (False, True, True),
+                                                   (False, True, False)):
                 for paged in (True, False):
                     m, block_n, warps, stages = proxy_fmha_config(d, output_o)
                     constexprs = dict(D=d, PAGED=paged, OUTPUT_O=output_o, OUTPUT_MS=output_ms, M=m, BLOCK_N=block_n,
-                                      DOT_DTYPE=_proxy_dot_dtype(q_t, output_o))
+                                      DOT_DTYPE=_proxy_dot_dtype(q_t, output_o), SCALE_AFTER_MAX=after_max)
                     ptrs = {"q_ptr": "*" + q_t, "k_ptr": "*" + kv_t, "v_ptr": "*" + kv_t, "o_ptr": "*" + o_t,
                             "ms_ptr": "*fp32", "cu_q_ptr": _I32, "cu_k_ptr": _I32, "cu_p_ptr": _I32,
                             "kv_idx_ptr": _I32, "qo_off_ptr": _I32}
@@ -439,7 +507,8 @@ def _proxy_cases():
                     sig = _sig(ptrs, ints, ("sm_scale", "qk_scale", "v_scale"))
                     sig.update({n: "i32" for n in _PROXY_STRIDES})
                     sig.update({n: "constexpr" for n in constexprs})
-                    variant = "o+ms" if output_o and output_ms else ("o" if output_o else "ms")
+                    variant = "o+ms" if output_o and output_ms else ("o" if output_o else
+                                                                     ("ms" if after_max else "ms,scaled"))
                     tag = f"proxy_fmha[{q_t}/{kv_t},D{d},{variant},{'paged' if paged else 'dense'}]"
                     cases.append(GateCase(tag, proxy_fmha_kernel, sig, constexprs, warps, stages,
                                           aligned_ints=_PROXY_STRIDES))
@@ -467,9 +536,19 @@ def _decode_cases():
     return cases
 
 
+def _widen_cases():
+    # launched on Hopper only (fmha's FP8 scores path); gated like every kernel
+    cases = []
+    for dst in ("fp16", "bf16"):
+        sig = _sig({"src_ptr": "*fp8e4nv", "page_ids_ptr": _I32, "dst_ptr": "*" + dst},
+                   ("num_src_pages", "page_stride", "page_elems"), constexprs=dict(BLOCK=WIDEN_BLOCK))
+        cases.append(GateCase(f"widen_pages[fp8e4nv->{dst}]", widen_pages_kernel, sig, dict(BLOCK=WIDEN_BLOCK), 4, 1))
+    return cases
+
+
 def gate_cases():
     """Every specialisation the launchers can pick: dtypes x head dims x variants x tile constexprs.
 
     Group size, page size, block size, causal flag and blocks-per-program are runtime arguments,
     and heads per program only changes runtime row indexing (M is fixed per variant)."""
-    return _dequant_cases() + _proxy_cases() + _decode_cases()
+    return _dequant_cases() + _proxy_cases() + _decode_cases() + _widen_cases()
