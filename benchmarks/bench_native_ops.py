@@ -54,14 +54,18 @@ def bench_sparse_topk(copy_bw):
 
 
 def bench_topk_from_scores(copy_bw):
-    heads, batch, blocks, topk, bs = 64, 1, 8192, 16, 64
-    n = roofline.rotation_count(heads * batch * blocks * 4, lo=2)
-    scores = [torch.randn(heads, batch, blocks, device="cuda") for _ in range(n)]
-    lens = torch.full((batch,), blocks * bs, dtype=torch.int32, device="cuda")
-    tt = graph_time(lambda x: topk_mod.native_topk_from_scores(x, lens, bs, topk), scores)
-    base = graph_time(lambda x: torch.topk(x, topk, dim=-1), scores)
-    return [record("native_topk_from_scores", dict(heads=heads, batch=batch, blocks=blocks, topk=topk), tt,
-                   scores[0].numel() * 4, copy_bw, "torch.topk(dim=-1) [graph]", base)]
+    """A long single row set, and the decode indexer's shapes (4 index heads, 32K / 128K contexts)."""
+    out = []
+    topk, bs = 16, 128
+    for heads, batch, blocks in ((64, 1, 8192), (4, 16, 256), (4, 1, 1024)):
+        n = roofline.rotation_count(heads * batch * blocks * 4, lo=2)
+        scores = [torch.randn(heads, batch, blocks, device="cuda") for _ in range(n)]
+        lens = torch.full((batch,), blocks * bs, dtype=torch.int32, device="cuda")
+        tt = graph_time(lambda x, lens=lens: topk_mod.native_topk_from_scores(x, lens, bs, topk), scores)
+        base = graph_time(lambda x: torch.topk(x, topk, dim=-1), scores)
+        out.append(record("native_topk_from_scores", dict(heads=heads, batch=batch, blocks=blocks, topk=topk), tt,
+                          scores[0].numel() * 4, copy_bw, "torch.topk(dim=-1) [graph]", base))
+    return out
 
 
 def causal_selection(hkv, q_len, k_len, blk, topk):

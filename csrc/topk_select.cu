@@ -202,14 +202,18 @@ __global__ void __launch_bounds__(kThreads) sparse_topk_select_kernel(
 
 // One CTA per (head, request) row.
 //
-// Rows of up to kRegisterBlocks blocks are ranked from registers: every thread loads its share at
+// Rows of up to kThreads * kPer blocks are ranked from registers: every thread loads its share at
 // once, the topk-th largest per-thread maximum is a floor that at least topk keys reach, the keys
 // at or above it are compacted to shared memory and each one's output slot is its rank among them
 // (typically ~topk candidates, so the ranking is short). Longer rows, or the rare layouts where too
 // many keys pass the floor, stream through per-warp selectors that warp 0 merges.
 constexpr int kRowUnroll = 4;
-constexpr int kPerThread = 32;
-constexpr int kRegisterBlocks = kThreads * kPerThread;
+// kPer (blocks per thread) is a template argument picked from the row length: the register path is
+// fully unrolled, and a row far shorter than 32 blocks per thread would run (and fetch from an
+// instruction cache cold at every launch) code for 32. H200: ~10 us per call at any row length
+// with kPer = 32 alone.
+constexpr int kSmallPer = 4;
+constexpr int kLargePer = 32;
 constexpr int kCandidateCap = 512;
 static_assert(kThreads + kCandidateCap <= kWarps * kBufCap, "lane maxima and candidates share the buffers");
 
@@ -236,18 +240,19 @@ __device__ __forceinline__ int block_exclusive_scan(int v, int* warp_sums, int& 
 }
 
 // Returns false (block-uniformly) when too many keys pass the floor; nothing is written then.
+template <int kPer>
 __device__ bool topk_from_registers(const float* __restrict__ src, int nb, int topk, uint64_t* smem,
                                     int* warp_sums, uint64_t* floor_slot, int* __restrict__ dst) {
   const int tid = threadIdx.x;
-  float v[kPerThread];
+  float v[kPer];
 #pragma unroll
-  for (int i = 0; i < kPerThread; ++i) {
+  for (int i = 0; i < kPer; ++i) {
     const int blk = i * kThreads + tid;
     v[i] = blk < nb ? __ldg(src + blk) : -INFINITY;
   }
   uint64_t best = 0;
 #pragma unroll
-  for (int i = 0; i < kPerThread; ++i) {
+  for (int i = 0; i < kPer; ++i) {
     if (selectable(v[i])) best = max(best, rank_key(v[i], i * kThreads + tid));
   }
   uint64_t* thread_best = smem;
@@ -265,7 +270,7 @@ __device__ bool topk_from_registers(const float* __restrict__ src, int nb, int t
 
   int mine = 0;
 #pragma unroll
-  for (int i = 0; i < kPerThread; ++i) {
+  for (int i = 0; i < kPer; ++i) {
     mine += selectable(v[i]) && rank_key(v[i], i * kThreads + tid) >= floor_key;
   }
   int total;
@@ -273,7 +278,7 @@ __device__ bool topk_from_registers(const float* __restrict__ src, int nb, int t
   if (total > kCandidateCap) return false;
   if (mine > 0) {
 #pragma unroll
-    for (int i = 0; i < kPerThread; ++i) {
+    for (int i = 0; i < kPer; ++i) {
       const uint64_t key = selectable(v[i]) ? rank_key(v[i], i * kThreads + tid) : 0;
       if (key != 0 && key >= floor_key) cand[pos++] = key;
     }
@@ -289,7 +294,7 @@ __device__ bool topk_from_registers(const float* __restrict__ src, int nb, int t
   return true;
 }
 
-template <typename LenT>
+template <typename LenT, int kPer>
 __global__ void __launch_bounds__(kThreads, 1) topk_from_scores_kernel(const float* __restrict__ score,
                                                                     const LenT* __restrict__ seq_lens, int batch,
                                                                     int max_blocks, int64_t block_size, int topk,
@@ -307,8 +312,8 @@ __global__ void __launch_bounds__(kThreads, 1) topk_from_scores_kernel(const flo
   const float* src = score + row * max_blocks;
   int* dst = out + row * topk;
 
-  if (nb <= kRegisterBlocks) {
-    if (topk_from_registers(src, nb, topk, &bufs[0][0], counts, &floor_slot, dst)) return;
+  if (nb <= kThreads * kPer) {
+    if (topk_from_registers<kPer>(src, nb, topk, &bufs[0][0], counts, &floor_slot, dst)) return;
     __syncthreads();  // the buffers are reused below
   }
 
@@ -399,14 +404,19 @@ void native_topk_from_scores(const at::Tensor& score, const at::Tensor& seq_lens
   if (rows == 0) return;
   const c10::cuda::CUDAGuard guard(score.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
+  const bool small = max_blocks <= kThreads * kSmallPer;
+  const auto launch = [&](auto kernel, const auto* lens) {
+    kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(score.data_ptr<float>(), lens, static_cast<int>(batch),
+                                                                 static_cast<int>(max_blocks), block_size,
+                                                                 static_cast<int>(topk), out.data_ptr<int>());
+  };
   if (seq_lens.scalar_type() == at::kInt) {
-    topk_from_scores_kernel<int><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-        score.data_ptr<float>(), seq_lens.data_ptr<int>(), static_cast<int>(batch), static_cast<int>(max_blocks),
-        block_size, static_cast<int>(topk), out.data_ptr<int>());
+    const int* lens = seq_lens.data_ptr<int>();
+    small ? launch(topk_from_scores_kernel<int, kSmallPer>, lens) : launch(topk_from_scores_kernel<int, kLargePer>, lens);
   } else {
-    topk_from_scores_kernel<int64_t><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-        score.data_ptr<float>(), seq_lens.data_ptr<int64_t>(), static_cast<int>(batch),
-        static_cast<int>(max_blocks), block_size, static_cast<int>(topk), out.data_ptr<int>());
+    const int64_t* lens = seq_lens.data_ptr<int64_t>();
+    small ? launch(topk_from_scores_kernel<int64_t, kSmallPer>, lens)
+          : launch(topk_from_scores_kernel<int64_t, kLargePer>, lens);
   }
   check_launch();
 }
