@@ -1,4 +1,4 @@
-"""Sparse prefill sweep (GPU, < 150 s): `python benchmarks/sweep_prefill.py`.
+"""Sparse prefill sweep (GPU, < 150 s): `python benchmarks/sweep_prefill.py [--nvfp4]`.
 
 Times the KV-outer kernel's (BLOCK_M, BLOCK_N, num_warps, num_stages) variants and the
 query-major kernel on representative production cases plus q=k=16K (M3 shape, BF16 and FP8
@@ -70,9 +70,35 @@ def run_variant(variant, call, ref, total_q):
     return ms, close
 
 
+def sweep_nvfp4():
+    """NVFP4 K/V against BF16 K/V (default configs) on the same cases, and their largest difference
+    from BF16 on the dequantized K/V."""
+    print("| case | bf16 TFLOP/s | nvfp4 TFLOP/s | nvfp4 / bf16 time | max abs diff vs dequantized bf16 |")
+    print("|---|---|---|---|---|")
+    for name, qlens, plens in cases():
+        q, k, v, rp, qi, args, flops = bench.make_inputs(qlens, plens, torch.bfloat16)
+        kq, ks, kg, (rows, cols) = bench.nvfp4_ref.quantize_nvfp4_reference(k)
+        vq, vs, vg, _ = bench.nvfp4_ref.quantize_nvfp4_reference(v)
+        kd = bench.nvfp4_ref.dequantize_nvfp4_reference(kq, ks, kg, rows, cols).to(torch.bfloat16)
+        vd = bench.nvfp4_ref.dequantize_nvfp4_reference(vq, vs, vg, rows, cols).to(torch.bfloat16)
+        call = functools.partial(bench.prefill.sparse_atten_func, q, kd, vd, rp, qi, bench.TOPK, **args)
+        call4 = functools.partial(bench.prefill.sparse_atten_nvfp4_kv_func, q, kq, vq, ks, vs, kg, vg, rp, qi,
+                                  bench.TOPK, **args)
+        diff = (call4().float() - call().float()).abs().max().item()
+        ms = bench.case_time_ms(call, q.shape[0])
+        ms4 = bench.case_time_ms(call4, q.shape[0])
+        print(f"| {name} | {flops / ms / 1e9:.1f} | {flops / ms4 / 1e9:.1f} | {ms4 / ms:.2f} | {diff:.2e} |",
+              flush=True)
+        del q, k, v, kq, vq, kd, vd
+        torch.cuda.empty_cache()
+
+
 def main():
     t0 = time.time()
     print("card:", torch.cuda.get_device_name())
+    if "--nvfp4" in sys.argv[1:]:
+        sweep_nvfp4()
+        return
     header = "| case | kv dtype | " + " | ".join(label(v) for v in VARIANTS) + " |"
     print(header)
     print("|" + "---|" * (2 + len(VARIANTS)))
