@@ -20,21 +20,6 @@ from torch.profiler import ProfilerActivity, profile
 REPLAYS = 20
 
 
-def capture(calls):
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for call in calls:
-            call()
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for call in calls:
-            call()
-    return graph
-
-
 def kernel_times(graph, calls_per_replay):
     """{kernel name: mean us per call} over REPLAYS replays (the L2 is not flushed in between)."""
     for _ in range(3):
@@ -54,7 +39,7 @@ def kernel_times(graph, calls_per_replay):
 
 def report(label, calls):
     per_call = roofline.graph_time_us(calls)
-    graph = capture(calls)
+    graph = roofline.capture_graph(calls)
     times = kernel_times(graph, len(calls))
     busy = sum(times.values())
     print(f"\n### {label}: {per_call:.2f} us per call (graph replay, L2 flushed per replay); "

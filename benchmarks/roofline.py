@@ -30,6 +30,11 @@ def time_us(fn, warmup=25, rep=200):
 
 def graph_time_us(calls, warmup=10, rep=100):
     """Per-call time of `calls` (zero-argument callables) captured back to back in one CUDA graph."""
+    return time_us(capture_graph(calls).replay, warmup=warmup, rep=rep) / len(calls)
+
+
+def capture_graph(calls):
+    """A CUDA graph of `calls` back to back."""
     # Compile and warm outside the capture, on a side stream as graph capture expects.
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -42,7 +47,7 @@ def graph_time_us(calls, warmup=10, rep=100):
     with torch.cuda.graph(graph):
         for call in calls:
             call()
-    return time_us(graph.replay, warmup=warmup, rep=rep) / len(calls)
+    return graph
 
 
 def rotate_bytes():
