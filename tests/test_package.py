@@ -1,10 +1,12 @@
 """The package surface: every contract name exported, real callables, source-tree mode."""
 import importlib
 import inspect
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from _pkg import ROOT, msa
 
 OFFICIAL = [
@@ -80,3 +82,9 @@ def test_build_tools_variant_layout(monkeypatch):
     files = build_local.source_files(build_local.read_config())
     name = build_local.ext_name(files)
     assert name.startswith("_msa_blackwell_") and name == build_local.ext_name(files)
+
+
+@pytest.mark.skipif(not os.environ.get("MSA_TEST_ARCH_MAJOR") or not torch.cuda.is_available(),
+                    reason="only when a run forces another architecture's launch configs")
+def test_forced_launch_architecture_is_in_effect():
+    assert msa._backend.cuda_properties(0)[0] == int(os.environ["MSA_TEST_ARCH_MAJOR"])

@@ -273,6 +273,29 @@ def test_sparse_prefill_schedule_and_out_buffer_bitwise():
     assert_out_close(plain, ro, c.q.dtype)
 
 
+@pytest.mark.sanitize
+@pytest.mark.triton
+@needs_triton
+@pytest.mark.parametrize("paged", [False, True])
+def test_sparse_prefill_padding_rows_stay_in_bounds(paged):
+    """CSR rows past the requests' blocks (request and block -1 in the row map): their key tiles
+    must stay unaddressed. The kv-outer kernel once loaded a padding row's tile at block -1, up
+    to one block before the K/V cache or page_table[-1] (GPU fuzz with the SM12x launch
+    configs, 2026-11-28); the interpreter's bounds checks catch it."""
+    c = make_case([(3, 0), (2, 63), (3, 0)], 4, 1, 64, 64, 4, TRITON_HALF, TRITON_DEVICE, seed=1)
+    c.row_ptr = torch.cat([c.row_ptr, c.row_ptr[:, -1:].expand(-1, 2)], dim=1).contiguous()
+    kw = dict(causal=True)
+    k, v = c.k, c.v
+    if paged:
+        k, v, kw["page_table"] = to_paged(c, 64, seed=1)
+    out, lse = prefill.sparse_atten_func(
+        c.q, k, v, c.row_ptr, c.q_idx, c.topk, cu_seqlens_q=c.cu_q, cu_seqlens_k=c.cu_k, max_seqlen_q=c.max_q,
+        max_seqlen_k=c.max_k, blk_kv=c.blk, return_softmax_lse=True, **kw)
+    ro, rl, _ = reference(c, k=k, v=v, **kw)
+    assert_out_close(out, ro, c.q.dtype)
+    assert_lse_close(lse, rl)
+
+
 @pytest.mark.triton
 @needs_triton
 def test_sparse_prefill_empty_rows_are_zero_and_minus_inf():

@@ -49,6 +49,9 @@ def environment():
         "driver": subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                  capture_output=True, text=True).stdout.strip(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        # tests/conftest.py: the launchers pick this architecture's configs on the card at hand
+        "launch_configs_of": "sm_{}x (forced, MSA_TEST_ARCH_MAJOR)".format(os.environ["MSA_TEST_ARCH_MAJOR"])
+        if os.environ.get("MSA_TEST_ARCH_MAJOR") else "this card",
     }
 
 
@@ -186,7 +189,8 @@ def fuzz(out, env, examples, workers, timeout, only=""):
     counts_dir = Path(tempfile.mkdtemp(prefix="msa_fuzz_counts_"))
     env = dict(env, MSA_FUZZ_EXAMPLES=str(examples), MSA_FUZZ_COUNTS=str(counts_dir))
     t0 = time.time()
-    pending, running, results = [n for n in fuzz_test_names() if only in n], {}, {}
+    wanted = [w for w in only.split(",") if w] or [""]
+    pending, running, results = [n for n in fuzz_test_names() if any(w in n for w in wanted)], {}, {}
     while pending or running:
         while pending and len(running) < max(1, workers):
             name = pending.pop(0)
@@ -237,7 +241,8 @@ def main():
     ap.add_argument("--fuzz-workers", type=int, default=min(11, os.cpu_count() or 1),
                     help="fuzz tests run at once (one process each)")
     ap.add_argument("--fuzz-timeout", type=int, default=420, help="seconds per fuzz test")
-    ap.add_argument("--fuzz-only", default="", help="only the fuzz tests whose name contains this")
+    ap.add_argument("--fuzz-only", default="",
+                    help="only the fuzz tests whose name contains one of these (comma-separated)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

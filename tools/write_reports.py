@@ -78,7 +78,9 @@ def fmt(v):
 
 def env_line(env):
     return (f"**{env['card']}** (sm_{env['capability'].replace('.', '')}, {env['sms']} SMs), torch {env['torch']}, "
-            f"Triton {env['triton']}, CUDA {env['cuda']}, driver {env['driver']}, {env['date']}")
+            f"Triton {env['triton']}, CUDA {env['cuda']}, driver {env['driver']}, {env['date']}"
+            + ("" if env.get("launch_configs_of", "this card") == "this card"
+               else f"; launch configs of {env['launch_configs_of']}"))
 
 
 def table(records, columns):
@@ -285,8 +287,15 @@ def results_md(runs):
 def sweeps_md():
     out = []
     for log in sorted((RESULTS / "sweeps").glob("*.log")):
-        out += [f"## Sweep: {log.stem}", "", "Printed by `benchmarks/" + log.stem.split("-")[0] + ".py` (verbatim):",
-                "", "```", log.read_text().strip(), "```", ""]
+        # sweep_indexer_fp8_widen-h200-... was printed by sweep_indexer.py: the longest existing prefix
+        parts = log.stem.split("-")[0].split("_")
+        names = ["_".join(parts[:n]) + ".py" for n in range(len(parts), 0, -1)]
+        script = next((ROOT / "benchmarks" / n for n in names if (ROOT / "benchmarks" / n).exists()), None)
+        if script is not None:
+            out += [f"## Sweep: {log.stem}", "", f"Printed by `benchmarks/{script.name}` (verbatim):"]
+        else:
+            out += [f"## Device log: {log.stem}", "", "Verbatim; its first lines say how it was produced:"]
+        out += ["", "```", log.read_text().strip(), "```", ""]
     return out
 
 

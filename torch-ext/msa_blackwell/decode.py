@@ -94,8 +94,10 @@ def launch_config(device, group, blk_kv, kv_fp8, override=None, programs=0):
     block_n = min(override.get("block_n", block_n), blk_kv)
     # The interpreter has no griddepcontrol; torch.compile's Triton wrapper takes no launch_pdl.
     pdl = device.type == "cuda" and kernels.pdl_supported(arch) and not torch.compiler.is_compiling()
-    return LaunchConfig(block_n, override.get("warps", warps), override.get("stages", stages),
-                        kernels.fp8_cast_supported(arch), pdl and bool(override.get("pdl", 1)))
+    # The interpreter runs no inline asm: it takes the plain casts (the same exact e4m3 values).
+    fp8_cast = kernels.fp8_cast_supported(arch) or device.type != "cuda"
+    return LaunchConfig(block_n, override.get("warps", warps), override.get("stages", stages), fp8_cast,
+                        pdl and bool(override.get("pdl", 1)))
 
 
 def plan_launch(device, group, programs, blk_kv, kv_fp8, topk, max_seqlen_k, *, max_splits=MAX_SPLITS,

@@ -133,7 +133,10 @@ def sparse_prefill_partial_kernel(
     idx = QIdx + g.to(tl.int64) * nnz
     e_lo = _lower_bound(idx, start, end, lo_q, SEARCH_ARY, SEARCH_LEVELS)
     e_hi = _lower_bound(idx, e_lo, end, hi_q, SEARCH_ARY, SEARCH_LEVELS)
-    if (b < 0) | (kb >= lk) | (lo_q >= hi_q):
+    # Padding rows (request and block -1) and blocks past the visible keys hold no key: their
+    # key masks must stay empty, or a resident tile would read before the cache's first row.
+    row_live = (b >= 0) & (kb >= 0) & (kb < lk)
+    if (~row_live) | (lo_q >= hi_q):
         e_hi = e_lo
     # Long rows are shared by `row_splits` programs, each taking whole query tiles.
     per_split = tl.cdiv(tl.cdiv(e_hi - e_lo, row_splits), QT) * QT
@@ -158,7 +161,7 @@ def sparse_prefill_partial_kernel(
         # through (the loop Triton pipelines), one exact softmax per tile.
         t = kb + offs_n
         k_off, v_off, scale_row, tmask = _key_offsets(
-            t, t < lk, bs, g, k0, PageTable, stride_pt, max_pages, num_pages, page_size, Hkv,
+            t, row_live & (t < lk), bs, g, k0, PageTable, stride_pt, max_pages, num_pages, page_size, Hkv,
             k_head, v_head, stride_k0, stride_ks, stride_v0, stride_vs, PAGED)
         k = _kv_tile(K, KScale, k_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
         v = _kv_tile(V, VScale, v_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
@@ -196,7 +199,7 @@ def sparse_prefill_partial_kernel(
             for n0 in range(0, blk_kv, BLOCK_N):
                 t = kb + n0 + offs_n
                 k_off, v_off, scale_row, tmask = _key_offsets(
-                    t, t < lk, bs, g, k0, PageTable, stride_pt, max_pages, num_pages, page_size, Hkv,
+                    t, row_live & (t < lk), bs, g, k0, PageTable, stride_pt, max_pages, num_pages, page_size, Hkv,
                     k_head, v_head, stride_k0, stride_ks, stride_v0, stride_vs, PAGED)
                 k = _kv_tile(K, KScale, k_off, scale_row, tmask, scale_tiles_n, D, NVFP4, CDT, FENCE)
                 s = tl.dot(q, tl.trans(k)) * qk_scale_log2
