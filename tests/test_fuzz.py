@@ -397,13 +397,14 @@ def test_fuzz_sparse_decode_atten_func(p):
 
 
 @st.composite
-def slot_cases(draw):
+def slot_cases(draw, interpreter=False):
     block = draw(BLOCKS)
     batch = draw(st.integers(1, 4))
     return SimpleNamespace(
         d=draw(HEAD_DIMS), block=block, hkv=draw(st.integers(1, 2)), group=draw(GROUPS),
         lens=[key_length(draw, block) for _ in range(batch)], topk=draw(st.integers(1, 8)),
-        sink=draw(st.booleans()), shuffle=draw(st.booleans()), dtype=draw(st.sampled_from(HALF)),
+        sink=draw(st.booleans()), shuffle=draw(st.booleans()),
+        dtype=torch.float16 if interpreter else draw(st.sampled_from(HALF)),
         fp8_kv=draw(st.booleans()), scale=draw(st.sampled_from([None, 0.07])), seed=draw(SEEDS),
     )
 
@@ -468,7 +469,7 @@ def test_fuzz_flash_decode_with_gqa_share_sparse(p):
 
 
 @st.composite
-def indexer_cases(draw):
+def indexer_cases(draw, interpreter=False):
     block = draw(st.sampled_from([16, 64, 128]))
     batch = draw(st.integers(1, 3))
     topk = draw(st.integers(1, 8))
@@ -479,8 +480,8 @@ def indexer_cases(draw):
         # the index value runs the token-slot decode kernel: blocks of 64 or more (checked on every device)
         local=draw(st.integers(0, topk - init)), dense=draw(st.booleans()),
         no_value=draw(st.booleans()) or block < 64,
-        sink=draw(st.booleans()), dtype=draw(st.sampled_from(HALF)), scale=draw(st.sampled_from([None, 0.1])),
-        seed=draw(SEEDS),
+        sink=draw(st.booleans()), dtype=torch.float16 if interpreter else draw(st.sampled_from(HALF)),
+        scale=draw(st.sampled_from([None, 0.1])), seed=draw(SEEDS),
     )
 
 
@@ -857,3 +858,27 @@ def test_interpreter_fuzz_sparse_atten_func(p):
 @given(decode_cases(interpreter=True))
 def test_interpreter_fuzz_sparse_decode_atten_func(p):
     test_fuzz_sparse_decode_atten_func.hypothesis.inner_test(p=p)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
+@INTERPRETER_FUZZ
+@given(slot_cases(interpreter=True))
+def test_interpreter_fuzz_flash_decode_with_gqa_share_sparse(p):
+    test_fuzz_flash_decode_with_gqa_share_sparse.hypothesis.inner_test(p=p)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
+@INTERPRETER_FUZZ
+@given(indexer_cases(interpreter=True))
+def test_interpreter_fuzz_flash_decode_with_topk_idx(p):
+    test_fuzz_flash_decode_with_topk_idx.hypothesis.inner_test(p=p)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
+@INTERPRETER_FUZZ
+@given(fmha_cases())  # FP8 and BF16 scores-only matched the reference on the interpreter
+def test_interpreter_fuzz_fmha_sm12x_max_score(p):
+    test_fuzz_fmha_sm12x_max_score.hypothesis.inner_test(p=p)
