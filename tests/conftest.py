@@ -5,8 +5,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
-if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0") and os.environ.get("MSA_INTERP_BOUNDS", "1") != "0":
+if INTERPRET and os.environ.get("MSA_INTERP_BOUNDS", "1") != "0":
     import interp_bounds
 
     interp_bounds.install()  # every interpreted load/store/atomic stays inside its tensors
@@ -14,7 +15,7 @@ if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0") and os.environ.get("
 
 def pytest_collection_modifyitems(config, items):
     # Under the interpreter only the Triton tests are worth the time.
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    if INTERPRET:
         for item in items:
             if "triton" not in item.keywords:
                 item.add_marker(pytest.mark.skip(reason="interpreter pass runs Triton tests only"))

@@ -844,41 +844,25 @@ def test_fuzz_nvfp4_scale_swizzle(rows, cols, as_fp8, seed):
 INTERPRETER_EXAMPLES = int(os.environ.get("MSA_INTERP_FUZZ_EXAMPLES", "10"))
 INTERPRETER_FUZZ = settings(FUZZ, max_examples=INTERPRETER_EXAMPLES)
 
-@pytest.mark.triton
-@pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
-@INTERPRETER_FUZZ
-@given(prefill_cases(interpreter=True))
-def test_interpreter_fuzz_sparse_atten_func(p):
-    test_fuzz_sparse_atten_func.hypothesis.inner_test(p=p)
+
+def interpreter_fuzz(gpu_fuzz_test, cases):
+    """The property of `gpu_fuzz_test` over `cases`, as a test of the interpreter pass."""
+    @pytest.mark.triton
+    @pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
+    @INTERPRETER_FUZZ
+    @given(cases)
+    def test(p):
+        gpu_fuzz_test.hypothesis.inner_test(p=p)
+    return test
 
 
-@pytest.mark.triton
-@pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
-@INTERPRETER_FUZZ
-@given(decode_cases(interpreter=True))
-def test_interpreter_fuzz_sparse_decode_atten_func(p):
-    test_fuzz_sparse_decode_atten_func.hypothesis.inner_test(p=p)
-
-
-@pytest.mark.triton
-@pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
-@INTERPRETER_FUZZ
-@given(slot_cases(interpreter=True))
-def test_interpreter_fuzz_flash_decode_with_gqa_share_sparse(p):
-    test_fuzz_flash_decode_with_gqa_share_sparse.hypothesis.inner_test(p=p)
-
-
-@pytest.mark.triton
-@pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
-@INTERPRETER_FUZZ
-@given(indexer_cases(interpreter=True))
-def test_interpreter_fuzz_flash_decode_with_topk_idx(p):
-    test_fuzz_flash_decode_with_topk_idx.hypothesis.inner_test(p=p)
-
-
-@pytest.mark.triton
-@pytest.mark.skipif(not INTERPRET or HAS_CUDA, reason="the CPU interpreter pass")
-@INTERPRETER_FUZZ
-@given(fmha_cases())  # FP8 and BF16 scores-only matched the reference on the interpreter
-def test_interpreter_fuzz_fmha_sm12x_max_score(p):
-    test_fuzz_fmha_sm12x_max_score.hypothesis.inner_test(p=p)
+test_interpreter_fuzz_sparse_atten_func = interpreter_fuzz(test_fuzz_sparse_atten_func,
+                                                           prefill_cases(interpreter=True))
+test_interpreter_fuzz_sparse_decode_atten_func = interpreter_fuzz(test_fuzz_sparse_decode_atten_func,
+                                                                  decode_cases(interpreter=True))
+test_interpreter_fuzz_flash_decode_with_gqa_share_sparse = interpreter_fuzz(
+    test_fuzz_flash_decode_with_gqa_share_sparse, slot_cases(interpreter=True))
+test_interpreter_fuzz_flash_decode_with_topk_idx = interpreter_fuzz(test_fuzz_flash_decode_with_topk_idx,
+                                                                    indexer_cases(interpreter=True))
+# FP8 and BF16 scores-only matched the reference on the interpreter: the cases as drawn
+test_interpreter_fuzz_fmha_sm12x_max_score = interpreter_fuzz(test_fuzz_fmha_sm12x_max_score, fmha_cases())
